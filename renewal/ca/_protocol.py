@@ -1,0 +1,86 @@
+"""The one small protocol every CA adapter implements, and the values it speaks in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["CAAdapter", "CAProfile", "Issued", "Pending", "SigningRequest"]
+
+
+@dataclass(frozen=True, slots=True)
+class CAProfile:
+    """A named CA profile from configuration.
+
+    Attributes:
+        name: the profile's name, as certificates choose it with the ``renewal-ca`` tag.
+        adapter: the adapter type (a key of the adapter registry), e.g. ``local``.
+        options: adapter-specific options, as configured (never secret values themselves:
+            secrets are named by the app setting that holds them).
+    """
+
+    name: str
+    adapter: str
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningRequest:
+    """What an adapter is asked to sign.
+
+    Attributes:
+        csr_der: the PKCS#10 CSR that Key Vault generated, DER-encoded.
+        vault_name: the vault holding the certificate.
+        certificate_name: the Key Vault certificate's name.
+        validity_months: the validity the certificate's policy asks for, if any.
+        key_usage: Key Vault key usage names from the policy (``digitalSignature``, ...).
+        ekus: extended key usage OIDs from the policy.
+    """
+
+    csr_der: bytes
+    vault_name: str
+    certificate_name: str
+    validity_months: int | None = None
+    key_usage: tuple[str, ...] = ()
+    ekus: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """The CA issued the certificate.
+
+    Attributes:
+        leaf_pem: the end-entity certificate, PEM.
+        chain_pem: the issuing chain, PEM, one certificate each, nearest issuer first.
+    """
+
+    leaf_pem: str
+    chain_pem: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The CA accepted the request but has not issued yet (approval, slow CA).
+
+    Attributes:
+        reference: the CA's handle to poll with, opaque to everyone else.
+        retry_after: seconds the CA suggests waiting before polling, if it said.
+    """
+
+    reference: str
+    retry_after: float | None = None
+
+
+@runtime_checkable
+class CAAdapter(Protocol):
+    """Submit a CSR, or poll a request the CA deferred.
+
+    Both methods raise ``RetryableError`` for failures that may pass (outage, timeout, 5xx, rate limit)
+    and ``PermanentError`` for the rest (rejected CSR, denied, unknown profile). Nothing vendor-specific
+    escapes an adapter.
+    """
+
+    def submit(self, request: SigningRequest) -> Issued | Pending: ...
+
+    def poll(self, reference: str) -> Issued | Pending: ...

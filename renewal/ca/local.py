@@ -1,0 +1,480 @@
+"""The local file-based CA: signs CSRs with a CA certificate and key it holds, for development and small setups.
+
+Profile options (``RENEWAL_CA_PROFILES``, adapter ``local``); exactly one source of the CA is given:
+
+- ``ca_cert_path`` + ``ca_key_path``: PEM files; the key may be encrypted with the password held in the app
+  setting named by ``ca_key_password_setting``;
+- ``ca_cert_setting`` + ``ca_key_setting``: names of app settings holding PEM text (Key Vault references work);
+- ``ca_pfx_setting``: name of an app setting holding a base64 PKCS#12 (as a Key Vault certificate's secret is),
+  with an optional ``ca_pfx_password_setting``.
+
+And optionally: ``chain_path`` (PEM file of the CA's own issuers, nearest first; the CA certificate itself is
+dropped if listed), ``validity_days`` (when the request has no ``validity_months``; default 365), ``approval``
+(``"manual"`` to hold each request until a file ``<reference>.approved`` or ``<reference>.denied`` appears in
+``approval_dir``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import calendar
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
+from renewal.config import resolve_secret_setting
+from renewal.errors import ConfigurationError, PermanentError, RetryableError
+
+__all__ = ["KEY_USAGE_NAMES", "LocalCA"]
+
+_PROFILES_SETTING = "RENEWAL_CA_PROFILES"
+_OPTIONS = frozenset(
+    {
+        "ca_cert_path",
+        "ca_key_path",
+        "ca_key_password_setting",
+        "ca_cert_setting",
+        "ca_key_setting",
+        "ca_pfx_setting",
+        "ca_pfx_password_setting",
+        "chain_path",
+        "validity_days",
+        "approval",
+        "approval_dir",
+    }
+)
+# Key Vault's key usage names (CertificatePolicy x509_props.key_usage) → x509.KeyUsage arguments.
+KEY_USAGE_NAMES = {
+    "digitalsignature": "digital_signature",
+    "nonrepudiation": "content_commitment",
+    "keyencipherment": "key_encipherment",
+    "dataencipherment": "data_encipherment",
+    "keyagreement": "key_agreement",
+    "keycertsign": "key_cert_sign",
+    "crlsign": "crl_sign",
+    "encipheronly": "encipher_only",
+    "decipheronly": "decipher_only",
+}
+_REFERENCE = re.compile(r"^[0-9a-f]{32}$")
+# Backdate a little: a verifier whose clock trails ours by a few seconds must not see "not yet valid".
+_BACKDATE = timedelta(minutes=1)
+_ISSUER_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
+_SignedKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LocalCA:
+    """A CA adapter that signs with a CA certificate and key held locally.
+
+    ``submit`` issues at once, or, with ``approval_dir``, stores the CSR and answers ``Pending`` until a file
+    ``<reference>.approved`` (issue) or ``<reference>.denied`` (refuse) appears there.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca_certificate: x509.Certificate,
+        ca_key: CertificateIssuerPrivateKeyTypes,
+        chain: tuple[x509.Certificate, ...] = (),
+        clock: Callable[[], datetime] = _utc_now,
+        default_validity_days: int = 365,
+        approval_dir: Path | None = None,
+    ) -> None:
+        """Hold a CA certificate and its key; ``clock`` returns tz-aware UTC now.
+
+        Raises:
+            ValueError: the key does not belong to the certificate, or the certificate is not a CA.
+        """
+        if _spki(ca_key.public_key()) != _spki(ca_certificate.public_key()):
+            raise ValueError("the CA key does not belong to the CA certificate")
+        if not _is_ca(ca_certificate):
+            raise ValueError("the CA certificate lacks basicConstraints CA:TRUE")
+        if default_validity_days < 1:
+            raise ValueError("default_validity_days must be positive")
+        self._certificate = ca_certificate
+        self._key = ca_key
+        self._chain = tuple(c for c in chain if c != ca_certificate)
+        self._clock = clock
+        self._default_validity = timedelta(days=default_validity_days)
+        self._approval_dir = approval_dir
+
+    @classmethod
+    def from_profile(cls, profile: CAProfile, environ: Mapping[str, str]) -> LocalCA:
+        """Build a ``LocalCA`` from a profile's options, resolving secret settings from ``environ``.
+
+        Raises:
+            ConfigurationError: an option is unknown or malformed, or a CA file or setting cannot be read;
+                names ``RENEWAL_CA_PROFILES`` or the app setting at fault, never a secret value.
+        """
+        options = profile.options
+
+        def problem(text: str) -> ConfigurationError:
+            return ConfigurationError(_PROFILES_SETTING, f"profile {profile.name!r}: {text}")
+
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise problem(f"unknown option(s) {', '.join(unknown)} for adapter local")
+
+        def option(name: str) -> str | None:
+            value = options.get(name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise problem(f"option {name} must be a non-empty string")
+            return value.strip() if isinstance(value, str) else None
+
+        sources = [
+            group
+            for group, names in (
+                ("paths", ("ca_cert_path", "ca_key_path")),
+                ("settings", ("ca_cert_setting", "ca_key_setting")),
+                ("pfx", ("ca_pfx_setting",)),
+            )
+            if any(option(n) for n in names)
+        ]
+        if len(sources) != 1:
+            raise problem(
+                "give exactly one of ca_cert_path+ca_key_path, ca_cert_setting+ca_key_setting, ca_pfx_setting"
+            )
+
+        chain: list[x509.Certificate] = []
+        if sources == ["paths"]:
+            cert_path, key_path = option("ca_cert_path"), option("ca_key_path")
+            if cert_path is None or key_path is None:
+                raise problem("ca_cert_path and ca_key_path go together")
+            password_setting = option("ca_key_password_setting")
+            password = resolve_secret_setting(environ, password_setting).encode() if password_setting else None
+            certificate = _certificate(
+                _read(problem, "ca_cert_path", cert_path), lambda: problem(f"{cert_path!r} is not a PEM certificate")
+            )
+            key = _private_key(
+                _read(problem, "ca_key_path", key_path),
+                password,
+                lambda: problem(f"{key_path!r} is not a readable PEM private key (or its password is wrong)"),
+            )
+        elif sources == ["settings"]:
+            cert_setting, key_setting = option("ca_cert_setting"), option("ca_key_setting")
+            if cert_setting is None or key_setting is None:
+                raise problem("ca_cert_setting and ca_key_setting go together")
+            password_setting = option("ca_key_password_setting")
+            password = resolve_secret_setting(environ, password_setting).encode() if password_setting else None
+            certificate = _certificate(
+                _pem_setting(environ, cert_setting),
+                lambda: ConfigurationError(cert_setting, "is not a PEM certificate"),
+            )
+            key = _private_key(
+                _pem_setting(environ, key_setting),
+                password,
+                lambda: ConfigurationError(key_setting, "is not a readable PEM private key (or its password is wrong)"),
+            )
+        else:
+            pfx_setting = option("ca_pfx_setting")
+            assert pfx_setting is not None
+            password_setting = option("ca_pfx_password_setting")
+            password = resolve_secret_setting(environ, password_setting).encode() if password_setting else None
+            certificate, key, chain = _pkcs12(environ, pfx_setting, password)
+
+        chain_path = option("chain_path")
+        if chain_path is not None:
+            try:
+                chain.extend(x509.load_pem_x509_certificates(_read(problem, "chain_path", chain_path)))
+            except ValueError as exc:
+                raise problem(f"chain_path {chain_path!r} is not a PEM certificate file") from exc
+
+        validity_days = options.get("validity_days", 365)
+        if isinstance(validity_days, bool) or not isinstance(validity_days, int) or validity_days < 1:
+            raise problem("validity_days must be a positive whole number")
+
+        approval, approval_dir = option("approval"), option("approval_dir")
+        if approval not in (None, "auto", "manual"):
+            raise problem("approval must be 'auto' or 'manual'")
+        directory: Path | None = None
+        if approval == "manual":
+            if approval_dir is None:
+                raise problem("approval 'manual' needs approval_dir")
+            directory = Path(approval_dir)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise problem(f"cannot create approval_dir {approval_dir!r}: {exc.strerror}") from exc
+        try:
+            return cls(
+                ca_certificate=certificate,
+                ca_key=key,
+                chain=tuple(chain),
+                default_validity_days=validity_days,
+                approval_dir=directory,
+            )
+        except ValueError as exc:
+            raise problem(str(exc)) from exc
+
+    def submit(self, request: SigningRequest) -> Issued | Pending:
+        """Sign ``request``'s CSR, or hold it for approval.
+
+        Raises:
+            PermanentError: reason ``csr_invalid`` (unreadable CSR, bad signature, unsupported key),
+                ``unsupported_key_usage``/``unsupported_eku`` (the policy asks for what a leaf cannot carry)
+                or ``ca_expired``.
+            RetryableError: reason ``approval_store_unavailable``, when the approval directory cannot be written.
+        """
+        csr = _load_csr(request.csr_der)
+        if self._approval_dir is None:
+            return self._issue(csr, request.validity_months, request.key_usage, request.ekus)
+        reference = hashlib.sha256(request.csr_der).hexdigest()[:32]
+        stored = {
+            "vault_name": request.vault_name,
+            "certificate_name": request.certificate_name,
+            "validity_months": request.validity_months,
+            "key_usage": list(request.key_usage),
+            "ekus": list(request.ekus),
+        }
+        try:
+            _write_once(self._approval_dir / f"{reference}.csr.pem", csr.public_bytes(serialization.Encoding.PEM))
+            _write_once(self._approval_dir / f"{reference}.request.json", json.dumps(stored, indent=2).encode())
+        except OSError as exc:
+            raise RetryableError(
+                f"cannot store the request in the approval directory: {exc.strerror}",
+                reason="approval_store_unavailable",
+            ) from exc
+        return Pending(reference)
+
+    def poll(self, reference: str) -> Issued | Pending:
+        """Answer ``Issued`` once ``<reference>.approved`` exists, ``Pending`` until then.
+
+        Raises:
+            PermanentError: reason ``denied`` (``<reference>.denied`` exists), ``unknown_reference`` (never
+                submitted, or its stored files are damaged), or any reason ``submit`` gives when signing.
+            RetryableError: reason ``approval_store_unavailable``, when the issued certificate cannot be stored.
+        """
+        directory = self._approval_dir
+        if directory is None or not _REFERENCE.match(reference):
+            raise PermanentError(f"no request {reference[:40]!r} is held by this CA", reason="unknown_reference")
+        csr_path = directory / f"{reference}.csr.pem"
+        if not csr_path.exists():
+            raise PermanentError(f"no request {reference!r} is held by this CA", reason="unknown_reference")
+        if (directory / f"{reference}.denied").exists():
+            raise PermanentError(f"request {reference} was denied", reason="denied")
+        issued_path = directory / f"{reference}.issued.pem"
+        if issued_path.exists():
+            return Issued(issued_path.read_text(encoding="ascii"), self._chain_pem())
+        if not (directory / f"{reference}.approved").exists():
+            return Pending(reference)
+        try:
+            stored = json.loads((directory / f"{reference}.request.json").read_text(encoding="utf-8"))
+            csr = x509.load_pem_x509_csr(csr_path.read_bytes())
+            validity, usage, ekus = stored["validity_months"], tuple(stored["key_usage"]), tuple(stored["ekus"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PermanentError(f"the stored request {reference} is damaged", reason="unknown_reference") from exc
+        issued = self._issue(csr, validity, usage, ekus)
+        try:
+            # Kept so that later polls return the same certificate instead of signing a new one each time.
+            _write_once(issued_path, issued.leaf_pem.encode("ascii"))
+            leaf_pem = issued_path.read_text(encoding="ascii")
+        except OSError as exc:
+            raise RetryableError(
+                f"cannot store the issued certificate: {exc.strerror}", reason="approval_store_unavailable"
+            ) from exc
+        return Issued(leaf_pem, issued.chain_pem)
+
+    def _chain_pem(self) -> tuple[str, ...]:
+        return tuple(_pem(c) for c in (self._certificate, *self._chain))
+
+    def _issue(
+        self,
+        csr: x509.CertificateSigningRequest,
+        validity_months: int | None,
+        key_usage: tuple[str, ...],
+        ekus: tuple[str, ...],
+    ) -> Issued:
+        now = self._clock()
+        ca = self._certificate
+        if now >= ca.not_valid_after_utc:
+            raise PermanentError(
+                f"the CA certificate expired {ca.not_valid_after_utc.isoformat()}", reason="ca_expired"
+            )
+        not_after = _add_months(now, validity_months) if validity_months else now + self._default_validity
+        not_after = min(not_after, ca.not_valid_after_utc)
+        not_before = max(now - _BACKDATE, ca.not_valid_before_utc)
+        public_key = csr.public_key()
+        if not isinstance(public_key, _SignedKey):
+            raise PermanentError("the CSR's key type cannot be certified", reason="csr_invalid")
+
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(ca.subject)
+            .public_key(public_key)
+            # RFC 5280 §4.1.2.2: positive, at most 20 octets; 127 random bits (CA/B Forum asks for at least 64).
+            .serial_number(secrets.randbits(127) | 1)
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(key_usage, csr, public_key), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(_authority_key_identifier(ca, self._key), critical=False)
+        )
+        extended = _extended_key_usage(ekus, csr)
+        if extended is not None:
+            builder = builder.add_extension(extended, critical=False)
+        try:
+            sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            # RFC 5280 §4.2.1.6: "If the subject field contains an empty sequence ... marked as critical".
+            builder = builder.add_extension(sans, critical=len(csr.subject) == 0)
+        except x509.ExtensionNotFound:
+            pass
+        algorithm = (
+            None if isinstance(self._key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) else hashes.SHA256()
+        )
+        leaf = builder.sign(self._key, algorithm)
+        return Issued(_pem(leaf), self._chain_pem())
+
+
+def _load_csr(csr_der: bytes) -> x509.CertificateSigningRequest:
+    try:
+        csr = x509.load_der_x509_csr(csr_der)
+        valid = csr.is_signature_valid
+    except (ValueError, TypeError) as exc:
+        raise PermanentError("the CSR is not a readable DER PKCS#10 request", reason="csr_invalid") from exc
+    if not valid:
+        raise PermanentError("the CSR's signature does not verify", reason="csr_invalid")
+    return csr
+
+
+def _key_usage(names: tuple[str, ...], csr: x509.CertificateSigningRequest, key: _SignedKey) -> x509.KeyUsage:
+    if not names:
+        try:
+            return csr.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            names = (
+                ("digitalSignature", "keyEncipherment") if isinstance(key, rsa.RSAPublicKey) else ("digitalSignature",)
+            )
+    flags = dict.fromkeys(KEY_USAGE_NAMES.values(), False)
+    for name in names:
+        argument = KEY_USAGE_NAMES.get(name.strip().lower())
+        if argument is None:
+            raise PermanentError(
+                f"key usage {name[:40]!r} is not a Key Vault key usage", reason="unsupported_key_usage"
+            )
+        flags[argument] = True
+    if flags["key_cert_sign"] or flags["crl_sign"]:
+        # RFC 5280 §4.2.1.3: keyCertSign/cRLSign only with basicConstraints CA:TRUE; this CA issues leaves only.
+        raise PermanentError("keyCertSign and cRLSign are for CA certificates", reason="unsupported_key_usage")
+    try:
+        return x509.KeyUsage(**flags)
+    except ValueError as exc:
+        raise PermanentError(f"invalid key usage combination: {exc}", reason="unsupported_key_usage") from exc
+
+
+def _extended_key_usage(oids: tuple[str, ...], csr: x509.CertificateSigningRequest) -> x509.ExtendedKeyUsage | None:
+    if not oids:
+        try:
+            return csr.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            return None
+    try:
+        return x509.ExtendedKeyUsage([x509.ObjectIdentifier(oid.strip()) for oid in oids])
+    except ValueError as exc:
+        raise PermanentError("an extended key usage is not a dotted OID", reason="unsupported_eku") from exc
+
+
+def _authority_key_identifier(
+    ca: x509.Certificate, key: CertificateIssuerPrivateKeyTypes
+) -> x509.AuthorityKeyIdentifier:
+    try:
+        ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    years, month_index = divmod(moment.month - 1 + months, 12)
+    year, month = moment.year + years, month_index + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _spki(key: object) -> bytes:
+    public_bytes = getattr(key, "public_bytes", None)
+    if public_bytes is None:
+        return b""
+    result: bytes = public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return result
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    if path.exists():
+        return
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def _read(problem: Callable[[str], ConfigurationError], option: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise problem(f"cannot read {option} {path!r}: {exc.strerror}") from exc
+
+
+def _pem_setting(environ: Mapping[str, str], setting: str) -> bytes:
+    value = resolve_secret_setting(environ, setting)
+    # App settings are often entered on one line with literal "\n" escapes.
+    if "\n" not in value and "\\n" in value:
+        value = value.replace("\\n", "\n")
+    return value.encode("ascii", errors="replace")
+
+
+def _certificate(data: bytes, error: Callable[[], ConfigurationError]) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise error() from exc
+
+
+def _private_key(
+    data: bytes, password: bytes | None, error: Callable[[], ConfigurationError]
+) -> CertificateIssuerPrivateKeyTypes:
+    try:
+        key = serialization.load_pem_private_key(data, password)
+    except (ValueError, TypeError) as exc:
+        raise error() from exc
+    if not isinstance(key, _ISSUER_KEYS):
+        raise error()
+    return key
+
+
+def _pkcs12(
+    environ: Mapping[str, str], setting: str, password: bytes | None
+) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes, list[x509.Certificate]]:
+    try:
+        data = base64.b64decode(resolve_secret_setting(environ, setting), validate=True)
+        key, certificate, additional = pkcs12.load_key_and_certificates(data, password)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ConfigurationError(setting, "is not a base64 PKCS#12 (or its password is wrong)") from exc
+    if certificate is None or key is None or not isinstance(key, _ISSUER_KEYS):
+        raise ConfigurationError(setting, "holds no certificate with a signing key")
+    return certificate, key, list(additional)

@@ -1,0 +1,321 @@
+"""The app's settings, read from the environment and validated once.
+
+Every error is a ``ConfigurationError`` that names the faulty setting and never echoes a secret value.
+
+``RENEWAL_VAULTS`` (required)
+    Comma-separated vaults the app may touch: ``name=https://url``, or a bare ``name`` meaning
+    ``https://name.vault.azure.net``. URLs must be https. Events from other vaults are ignored.
+``RENEWAL_CA_PROFILES``
+    JSON object, profile name → ``{"adapter": "local", ...options}``; ``adapter`` is a key of the adapter
+    registry. Secret options name *another app setting* holding the value (``"ca_key_setting": "CORP_CA_KEY"``),
+    so that setting can be a Key Vault reference; such named settings must exist.
+``RENEWAL_DEFAULT_CA_PROFILE``
+    The profile for certificates without a ``renewal-ca`` tag. Unset: untagged certificates are not managed.
+``RENEWAL_WEBHOOKS``
+    JSON object, endpoint name → ``{"url": ..., "secret_setting": ..., "tag": "key=value"}``. ``url`` is https
+    (plain http only on loopback); ``secret_setting`` names the app setting holding the Standard Webhooks secret
+    (``whsec_`` + base64 of 24 to 64 bytes); the optional ``tag`` limits the endpoint to certificates with that tag.
+``RENEWAL_KEYVAULT_CA_BUNDLE``
+    Development only: a PEM file of CAs to trust for the vault's TLS (the local emulator).
+``RENEWAL_KEYVAULT_STATIC_TOKEN``
+    Development only: a static bearer token for the local emulator; refused unless every vault URL is on loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from renewal.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from renewal.ca import CAProfile
+
+__all__ = [
+    "Settings",
+    "VaultConfig",
+    "WebhookEndpoint",
+    "is_loopback_host",
+    "resolve_secret_setting",
+    "url_problem",
+]
+
+VAULTS = "RENEWAL_VAULTS"
+CA_PROFILES = "RENEWAL_CA_PROFILES"
+DEFAULT_CA_PROFILE = "RENEWAL_DEFAULT_CA_PROFILE"
+WEBHOOKS = "RENEWAL_WEBHOOKS"
+KEYVAULT_CA_BUNDLE = "RENEWAL_KEYVAULT_CA_BUNDLE"
+KEYVAULT_STATIC_TOKEN = "RENEWAL_KEYVAULT_STATIC_TOKEN"  # noqa: S105 - the setting's name, not a token
+
+# Key Vault names: "3-24 characters, alphanumerics and dashes, start with a letter, end with a letter or digit,
+# no consecutive dashes" (Azure resource naming rules).
+_VAULT_NAME = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
+_WEBHOOK_KEYS = frozenset({"url", "secret_setting", "tag"})
+_WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class VaultConfig:
+    """A vault the app is allowed to work on.
+
+    Attributes:
+        name: the vault's name as configured (its canonical case).
+        url: the vault URL, https, without a trailing slash; the only URL the app ever sends a token to.
+    """
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """A deployment webhook.
+
+    Attributes:
+        name: the endpoint's name from configuration (used in logs and outcomes instead of the URL).
+        url: where to POST; https, or http on loopback.
+        secret: the Standard Webhooks signing secret (``whsec_...``); never shown in ``repr``.
+        match_tag: ``(key, value)`` a certificate's tags must contain, or ``None`` for every certificate.
+    """
+
+    name: str
+    url: str
+    secret: str = field(repr=False)
+    match_tag: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The validated app settings.
+
+    Attributes:
+        vaults: allowed vaults, keyed by lower-cased vault name.
+        ca_profiles: CA profiles by name.
+        default_ca_profile: the profile for untagged certificates, or ``None`` (untagged ones are not managed).
+        webhooks: deployment webhook endpoints.
+        keyvault_ca_bundle: path of a PEM CA bundle for the vault's TLS (development only).
+        keyvault_static_token: a static bearer token for a loopback emulator (development only).
+        environ: the environment the settings came from, to resolve adapter credential settings later.
+    """
+
+    vaults: Mapping[str, VaultConfig]
+    ca_profiles: Mapping[str, CAProfile]
+    default_ca_profile: str | None
+    webhooks: tuple[WebhookEndpoint, ...]
+    keyvault_ca_bundle: str | None
+    keyvault_static_token: str | None = field(repr=False)
+    environ: Mapping[str, str] = field(repr=False)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and validate every setting.
+
+        Raises:
+            ConfigurationError: a setting is missing or malformed; the error names it.
+        """
+        vaults = _parse_vaults(environ.get(VAULTS, ""))
+        profiles = _parse_ca_profiles(environ.get(CA_PROFILES, ""), environ)
+        default = _optional(environ, DEFAULT_CA_PROFILE)
+        if default is not None and default not in profiles:
+            raise ConfigurationError(DEFAULT_CA_PROFILE, f"names profile {default!r}, which {CA_PROFILES} lacks")
+        webhooks = _parse_webhooks(environ.get(WEBHOOKS, ""), environ)
+        bundle = _optional(environ, KEYVAULT_CA_BUNDLE)
+        if bundle is not None and not os.path.isfile(bundle):
+            raise ConfigurationError(KEYVAULT_CA_BUNDLE, f"file {bundle!r} does not exist")
+        token = _optional(environ, KEYVAULT_STATIC_TOKEN)
+        if token is not None:
+            remote = [v.name for v in vaults.values() if not is_loopback_host(urlsplit(v.url).hostname or "")]
+            if remote:
+                raise ConfigurationError(
+                    KEYVAULT_STATIC_TOKEN,
+                    f"is for a local emulator only, but vault(s) {', '.join(remote)} are not on loopback",
+                )
+        return cls(
+            vaults=MappingProxyType(vaults),
+            ca_profiles=MappingProxyType(profiles),
+            default_ca_profile=default,
+            webhooks=webhooks,
+            keyvault_ca_bundle=bundle,
+            keyvault_static_token=token,
+            environ=MappingProxyType(dict(environ)),
+        )
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a URL's host name, without brackets) is ``localhost`` or a loopback address."""
+    host = host.strip().lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_secret_setting(environ: Mapping[str, str], setting: str) -> str:
+    """Return the non-empty value of the app setting ``setting``.
+
+    Raises:
+        ConfigurationError: the setting is missing or empty (names the setting, never shows a value).
+    """
+    value = environ.get(setting, "").strip()
+    if not value:
+        raise ConfigurationError(setting, "is missing or empty")
+    return value
+
+
+def _optional(environ: Mapping[str, str], setting: str) -> str | None:
+    value = environ.get(setting, "").strip()
+    return value or None
+
+
+def _parse_vaults(raw: str) -> dict[str, VaultConfig]:
+    entries = [entry.strip() for entry in raw.split(",") if entry.strip()]
+    if not entries:
+        raise ConfigurationError(VAULTS, "is required: a comma-separated list of name=https://url or name")
+    vaults: dict[str, VaultConfig] = {}
+    for entry in entries:
+        name, sep, url = (part.strip() for part in entry.partition("="))
+        if not _VAULT_NAME.match(name):
+            raise ConfigurationError(VAULTS, f"{name[:40]!r} is not a valid vault name")
+        url = _vault_url(url) if sep else f"https://{name.lower()}.vault.azure.net"
+        if name.lower() in vaults:
+            raise ConfigurationError(VAULTS, f"vault {name!r} is listed twice")
+        vaults[name.lower()] = VaultConfig(name=name, url=url)
+    return vaults
+
+
+def _vault_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(VAULTS, f"{url[:80]!r} is not a valid URL") from exc
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigurationError(VAULTS, f"{url[:80]!r} must be an https URL with a host")
+    if parts.username or parts.password or parts.query or parts.fragment or parts.path.strip("/"):
+        raise ConfigurationError(VAULTS, f"{parts.hostname!r}: a vault URL has no path, query or credentials")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"https://{host}" + (f":{port}" if port is not None else "")
+
+
+def _load_json_object(setting: str, raw: str) -> dict[str, object]:
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        # The position only, never the text: the value may hold something the operator pasted by mistake.
+        raise ConfigurationError(setting, f"is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
+    if not isinstance(value, dict):
+        raise ConfigurationError(setting, "must be a JSON object")
+    return value
+
+
+def _parse_ca_profiles(raw: str, environ: Mapping[str, str]) -> dict[str, CAProfile]:
+    # Imported here: the adapters import this module, and intake need not load cryptography at indexing time.
+    from renewal.ca import ADAPTERS, CAProfile
+
+    profiles: dict[str, CAProfile] = {}
+    for name, spec in _load_json_object(CA_PROFILES, raw).items():
+        if not _PROFILE_NAME.match(name):
+            raise ConfigurationError(CA_PROFILES, f"{name[:40]!r} is not a valid profile name")
+        if not isinstance(spec, dict):
+            raise ConfigurationError(CA_PROFILES, f"profile {name!r} must be a JSON object")
+        adapter = spec.get("adapter")
+        if not isinstance(adapter, str) or adapter not in ADAPTERS:
+            known = ", ".join(sorted(ADAPTERS))
+            raise ConfigurationError(CA_PROFILES, f"profile {name!r}: adapter must be one of {known}")
+        options = {key: value for key, value in spec.items() if key != "adapter"}
+        for key, value in options.items():
+            if isinstance(value, str) and "-----BEGIN" in value:
+                raise ConfigurationError(
+                    CA_PROFILES,
+                    f"profile {name!r}: option {key!r} holds PEM text; put it in an app setting and name that "
+                    "setting with a *_setting option",
+                )
+            if key.endswith("_setting"):
+                if not isinstance(value, str) or not _SETTING_NAME.match(value):
+                    raise ConfigurationError(CA_PROFILES, f"profile {name!r}: {key} must name an app setting")
+                resolve_secret_setting(environ, value)
+        profiles[name] = CAProfile(name=name, adapter=adapter, options=MappingProxyType(options))
+    return profiles
+
+
+def _parse_webhooks(raw: str, environ: Mapping[str, str]) -> tuple[WebhookEndpoint, ...]:
+    endpoints = []
+    for name, spec in _load_json_object(WEBHOOKS, raw).items():
+        if not _PROFILE_NAME.match(name):
+            raise ConfigurationError(WEBHOOKS, f"{name[:40]!r} is not a valid endpoint name")
+        if not isinstance(spec, dict):
+            raise ConfigurationError(WEBHOOKS, f"endpoint {name!r} must be a JSON object")
+        unknown = sorted(set(spec) - _WEBHOOK_KEYS)
+        if unknown:
+            raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: unknown key(s) {', '.join(unknown)}")
+        url = spec.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: url is required")
+        problem = url_problem(url.strip())
+        if problem:
+            raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: {problem}")
+        secret_setting = spec.get("secret_setting")
+        if not isinstance(secret_setting, str) or not _SETTING_NAME.match(secret_setting):
+            raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: secret_setting must name an app setting")
+        secret = resolve_secret_setting(environ, secret_setting)
+        _check_webhook_secret(secret_setting, secret)
+        endpoints.append(
+            WebhookEndpoint(name=name, url=url.strip(), secret=secret, match_tag=_parse_tag(name, spec.get("tag")))
+        )
+    return tuple(endpoints)
+
+
+def url_problem(url: str) -> str | None:
+    """Why a webhook URL is refused (not https, and not plain http on loopback), or ``None`` when it is fine."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what raises for a malformed one
+    except ValueError:
+        return "url is not a valid URL"
+    if not parts.hostname:
+        return "url has no host"
+    if parts.username or parts.password:
+        return "url must not carry credentials"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return None
+    return "url must be https (plain http only on loopback)"
+
+
+def _check_webhook_secret(setting: str, secret: str) -> None:
+    if not secret.startswith(_WEBHOOK_SECRET_PREFIX):
+        raise ConfigurationError(setting, "must be a Standard Webhooks secret: whsec_ followed by base64")
+    try:
+        key = base64.b64decode(secret[len(_WEBHOOK_SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigurationError(setting, "must be a Standard Webhooks secret: whsec_ followed by base64") from exc
+    # Standard Webhooks: "secrets ... between 24 bytes (192 bits) and 64 bytes (512 bits)".
+    if not 24 <= len(key) <= 64:
+        raise ConfigurationError(setting, "must decode to 24 to 64 bytes (Standard Webhooks)")
+
+
+def _parse_tag(name: str, tag: object) -> tuple[str, str] | None:
+    if tag is None:
+        return None
+    if not isinstance(tag, str) or "=" not in tag:
+        raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: tag must be 'key=value'")
+    key, _, value = (part.strip() for part in tag.partition("="))
+    if not key:
+        raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: tag must be 'key=value'")
+    return key, value

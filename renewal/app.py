@@ -1,0 +1,94 @@
+"""Entry points that ``function_app.py`` wires to triggers; nothing here knows about bindings beyond their values."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from renewal._flow import Runtime, outcome_for_ignored, renew
+from renewal.config import Settings
+from renewal.errors import RenewalError
+from renewal.intake import Ignored, parse_event
+from renewal.outcome import Outcome, log_outcome
+
+__all__ = ["current_runtime", "event_grid_envelope", "handle_event", "handle_event_grid_event"]
+
+logger = logging.getLogger("renewal")
+
+_runtime_lock = threading.Lock()
+_runtime: tuple[tuple[tuple[str, str], ...], Runtime] | None = None
+
+
+def current_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
+    """Return the runtime for the current app settings, building it once and again only when they change.
+
+    Raises:
+        ConfigurationError: a setting is missing or malformed (the message names it).
+    """
+    global _runtime
+    environ = os.environ if environ is None else environ
+    # Settings change between invocations only in tests and local runs; the fingerprint keeps one runtime (and
+    # so one SDK client per vault) for as long as they do not. Every variable counts: secrets are named by
+    # settings outside the RENEWAL_ prefix.
+    fingerprint = tuple(sorted(environ.items()))
+    with _runtime_lock:
+        if _runtime is None or _runtime[0] != fingerprint:
+            _runtime = (fingerprint, Runtime.from_settings(Settings.from_environ(dict(environ))))
+        return _runtime[1]
+
+
+def event_grid_envelope(event: Any) -> dict[str, object]:
+    """Turn the Functions host's ``func.EventGridEvent`` into the Event Grid schema's dict form."""
+    try:
+        data = event.get_json()
+    except (ValueError, TypeError):
+        data = None
+    event_time = getattr(event, "event_time", None)
+    return {
+        "id": getattr(event, "id", None),
+        "topic": getattr(event, "topic", None),
+        "subject": getattr(event, "subject", None),
+        "eventType": getattr(event, "event_type", None),
+        "eventTime": event_time.isoformat() if event_time is not None else None,
+        "dataVersion": getattr(event, "data_version", None),
+        "data": data,
+    }
+
+
+def handle_event(envelope: Mapping[str, object], runtime: Runtime | None = None) -> Outcome:
+    """Run the renewal an Event Grid or CloudEvents event asks for, and return its outcome.
+
+    Raises:
+        RetryableError: a transient failure, after its outcome is recorded (a redelivery may help).
+    """
+    try:
+        runtime = runtime or current_runtime()
+        parsed = parse_event(envelope, vaults=runtime.settings.vaults)
+    except RenewalError as exc:
+        outcome = Outcome(status="failed", reason=exc.reason, message=exc.message, event_id=_event_id(envelope))
+        log_outcome(outcome, logger)
+        return outcome
+    if isinstance(parsed, Ignored):
+        return outcome_for_ignored(parsed)
+    return renew(parsed, runtime)
+
+
+def handle_event_grid_event(event: Any) -> Outcome:
+    """Handle one ``func.EventGridEvent`` from the Event Grid trigger."""
+    return handle_event(event_grid_envelope(event))
+
+
+def _event_id(envelope: Mapping[str, object]) -> str | None:
+    value = envelope.get("id") if isinstance(envelope, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def outcome_json(outcome: Outcome) -> str:
+    """Serialise an outcome for an HTTP answer or a file."""
+    from renewal.outcome import to_dict
+
+    return json.dumps(to_dict(outcome), indent=2, sort_keys=True)

@@ -1,0 +1,468 @@
+"""The Key Vault shell: the only code that talks to Key Vault, through the real ``azure-keyvault-certificates`` SDK.
+
+A renewal costs three authenticated requests on the happy path (DESIGN §7): read the current version with its
+policy, create the new version (whose answer carries the CSR), merge. Every SDK error is translated here into
+``RetryableError`` or ``PermanentError``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from renewal.errors import PermanentError, RetryableError
+from renewal.plan import CertificateState
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.keyvault.certificates import CertificateClient, CertificatePolicy
+
+    from renewal.verify import VerifiedCertificate
+
+__all__ = [
+    "TAG_PREVIOUS_VERSION",
+    "TAG_RENEWED_BY",
+    "TAG_RENEWED_WITH_PROFILE",
+    "CertificateSnapshot",
+    "KeyVaultClients",
+    "MergedVersion",
+    "PendingVersion",
+    "StaticTokenCredential",
+    "VaultCertificates",
+    "is_loopback_url",
+]
+
+TAG_RENEWED_BY = "renewal-by"
+TAG_RENEWED_WITH_PROFILE = "renewal-ca-profile"
+TAG_PREVIOUS_VERSION = "renewal-previous-version"
+RENEWED_BY_VALUE = "keyvault-private-ca-renewal"
+
+# Waits between attempts of a throttled create or merge: Key Vault's guidance is "1 s, 2 s, 4 s, 8 s, 16 s";
+# four waits keep the worst case (15 s) far below functionTimeout.
+THROTTLE_DELAYS = (1.0, 2.0, 4.0, 8.0)
+
+_T = TypeVar("_T")
+
+# Key Vault accepts at most 15 tags on an object ("Property  has invalid value" past that).
+_MAX_TAGS = 15
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateSnapshot:
+    """The current version of a certificate, as one GET of the latest version returns it.
+
+    Attributes:
+        state: what the pure decision needs.
+        policy: the SDK's policy object, carried over into the new version.
+    """
+
+    state: CertificateState
+    policy: CertificatePolicy | None = field(repr=False, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingVersion:
+    """A new version that Key Vault has begun: its key lives in Key Vault, its CSR is here.
+
+    Attributes:
+        certificate_name: the certificate's name.
+        csr_der: the CSR Key Vault generated, DER.
+        request_id: Key Vault's id of the pending operation.
+        tags: the tags the pending version carries (they hold the previous version and the CA profile).
+        resumed: True when an operation already under way was reused instead of begun.
+    """
+
+    certificate_name: str
+    csr_der: bytes
+    request_id: str | None
+    tags: Mapping[str, str]
+    resumed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MergedVersion:
+    """The version that a merge created.
+
+    Attributes:
+        version: the new version's id (32 hex characters).
+        certificate_id: the new version's certificate URI.
+        secret_id: the URI consumers read the certificate and key from.
+        not_before: as Key Vault recorded it.
+        expires_on: as Key Vault recorded it.
+    """
+
+    version: str
+    certificate_id: str
+    secret_id: str
+    not_before: datetime | None
+    expires_on: datetime | None
+
+
+class StaticTokenCredential:
+    """A credential that always returns one bearer token: for the local emulator only.
+
+    ``KeyVaultClients`` refuses it for any vault that is not on loopback, so a token meant for a local
+    emulator can never be sent to a real vault.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, int(datetime.now().timestamp()) + 3600)
+
+    def __repr__(self) -> str:
+        return "StaticTokenCredential(<redacted>)"
+
+
+def is_loopback_url(url: str) -> bool:
+    """Tell whether a URL points at this machine (127.0.0.0/8, ::1 or localhost)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class KeyVaultClients:
+    """One ``CertificateClient`` per vault, created on first use and reused (Key Vault's throttling guidance).
+
+    Args:
+        credential: a ``TokenCredential``; ``None`` means ``DefaultAzureCredential`` (managed identity in Azure),
+            created on first use.
+        connection_verify: a CA bundle path for TLS (the local emulator's), or ``None`` for the system store.
+        retry_total: the SDK's retry budget per request; its retry policy honours ``Retry-After`` on 429.
+    """
+
+    def __init__(
+        self,
+        *,
+        credential: TokenCredential | StaticTokenCredential | None = None,
+        connection_verify: str | None = None,
+        retry_total: int = 4,
+        retry_backoff_factor: float = 0.8,
+        retry_backoff_max: float = 30.0,
+        throttle_delays: tuple[float, ...] = THROTTLE_DELAYS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._credential = credential
+        self._throttle_delays = throttle_delays
+        self._sleep = sleep
+        self._connection_verify = connection_verify
+        self._retry = {
+            "retry_total": retry_total,
+            "retry_backoff_factor": retry_backoff_factor,
+            "retry_backoff_max": retry_backoff_max,
+        }
+        self._clients: dict[str, CertificateClient] = {}
+        self._lock = threading.Lock()
+
+    def client_for(self, vault_url: str) -> CertificateClient:
+        """Return the vault's client, creating it once.
+
+        Raises:
+            PermanentError: a static (development) token is configured for a vault that is not on loopback.
+        """
+        key = vault_url.rstrip("/").lower()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._create(vault_url.rstrip("/"))
+                self._clients[key] = client
+            return client
+
+    def vault(self, vault_url: str) -> VaultCertificates:
+        """Return the certificates shell for one vault."""
+        return VaultCertificates(self.client_for(vault_url), throttle_delays=self._throttle_delays, sleep=self._sleep)
+
+    def _create(self, vault_url: str) -> CertificateClient:
+        from azure.keyvault.certificates import CertificateClient
+
+        credential = self._credential
+        if isinstance(credential, StaticTokenCredential) and not is_loopback_url(vault_url):
+            raise PermanentError(
+                f"a static development token may only be used with a vault on loopback, not {vault_url}",
+                reason="bad_configuration",
+            )
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = self._credential = DefaultAzureCredential()
+        kwargs: dict[str, Any] = dict(self._retry)
+        if is_loopback_url(vault_url):
+            # The challenge names resource vault.azure.net, which a loopback host can never match.
+            kwargs["verify_challenge_resource"] = False
+        if self._connection_verify:
+            kwargs["connection_verify"] = self._connection_verify
+        return CertificateClient(vault_url=vault_url, credential=credential, **kwargs)
+
+
+class VaultCertificates:
+    """Certificate operations of one vault, in the renewal's words."""
+
+    def __init__(
+        self,
+        client: CertificateClient,
+        *,
+        throttle_delays: tuple[float, ...] = THROTTLE_DELAYS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._throttle_delays = throttle_delays
+        self._sleep = sleep
+
+    def _unthrottled(self, call: Callable[[], _T]) -> _T:
+        """Run ``call``, retrying Key Vault 429s it raised as ``RetryableError(reason="keyvault_throttled")``.
+
+        azure-core retries a POST's 429 only when it carries ``Retry-After``, and whether Key Vault sends one is
+        not confirmed; a 429 "is not processed" and does not count (Key Vault throttling guidance), so creating
+        or merging again is safe. Waits follow Key Vault's advice (1 s, 2 s, 4 s, ...) or the server's
+        ``Retry-After`` when it is longer, within a bounded number of attempts.
+        """
+        for delay in self._throttle_delays:
+            try:
+                return call()
+            except RetryableError as exc:
+                if exc.reason != "keyvault_throttled":
+                    raise
+                self._sleep(max(delay, exc.retry_after or 0.0))
+        return call()
+
+    def read(self, certificate_name: str) -> CertificateSnapshot:
+        """Read the latest version with its policy (one request).
+
+        Raises:
+            PermanentError: the certificate does not exist (reason ``certificate_not_found``) or access is denied.
+            RetryableError: throttling, 5xx or a network failure outlasted the SDK's retries.
+        """
+        with _translated(f"read certificate {certificate_name}"):
+            certificate = self._client.get_certificate(certificate_name)
+        policy = certificate.policy
+        properties = certificate.properties
+        key_usage = tuple(getattr(usage, "value", str(usage)) for usage in (policy.key_usage or ())) if policy else ()
+        state = CertificateState(
+            name=certificate_name,
+            version=properties.version if properties else None,
+            issuer_name=policy.issuer_name if policy else None,
+            expires_on=properties.expires_on if properties and certificate.cer else None,
+            has_certificate=bool(certificate.cer),
+            tags=dict(properties.tags or {}) if properties else {},
+            validity_months=policy.validity_in_months if policy else None,
+            key_usage=key_usage,
+            ekus=tuple(policy.enhanced_key_usage or ()) if policy else (),
+        )
+        return CertificateSnapshot(state=state, policy=policy)
+
+    def begin_version(self, snapshot: CertificateSnapshot, *, tags: Mapping[str, str]) -> PendingVersion:
+        """Have Key Vault create a new version with issuer ``Unknown`` and return its CSR (one request).
+
+        The current policy is carried over unchanged but for the issuer, so subject, SANs, key type and size
+        or curve, usages, exportability and validity stay as they were; Key Vault generates a new key unless
+        the policy says ``reuse_key``. When an operation is already pending, Key Vault answers 409 and the
+        pending operation is resumed instead (one more request).
+
+        Raises:
+            PermanentError: the policy is refused, or the certificate is gone.
+            RetryableError: throttling, 5xx or a network failure outlasted the SDK's retries.
+        """
+        from azure.core.exceptions import ResourceExistsError
+
+        name = snapshot.state.name
+        policy = _unknown_issuer_copy(snapshot.policy)
+        try:
+            operation = self._unthrottled(lambda: self._create(name, policy, tags))
+        except ResourceExistsError:
+            # Key Vault answers 409 while an operation is pending: a renewal is already under way; resume it.
+            return self.pending_version(name)
+        csr = getattr(operation, "csr", None)
+        if not csr:
+            # An SDK older than 4.11 returned None here; read the operation instead.
+            return self.pending_version(name, resumed=False)
+        return PendingVersion(
+            certificate_name=name,
+            csr_der=bytes(csr),
+            request_id=getattr(operation, "request_id", None),
+            tags=dict(tags),
+            resumed=False,
+        )
+
+    def _create(self, name: str, policy: CertificatePolicy, tags: Mapping[str, str]) -> Any:
+        from azure.core.exceptions import ResourceExistsError
+
+        with _translated(f"create a new version of {name}", passthrough=(ResourceExistsError,)):
+            return self._client.begin_create_certificate(name, policy, tags=_bounded_tags(tags)).result()
+
+    def pending_version(self, certificate_name: str, *, resumed: bool = True) -> PendingVersion:
+        """Read the pending operation of a renewal already under way, and the tags of its placeholder.
+
+        Raises:
+            PermanentError: there is no pending operation (reason ``no_pending_operation``), or it is not
+                waiting for a merge (reason ``pending_operation_not_mergeable``).
+            RetryableError: throttling, 5xx or a network failure outlasted the SDK's retries.
+        """
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            with _translated(f"read the pending operation of {certificate_name}", passthrough=(ResourceNotFoundError,)):
+                operation = self._client.get_certificate_operation(certificate_name)
+        except ResourceNotFoundError as exc:
+            raise PermanentError(
+                f"certificate {certificate_name} has no pending operation", reason="no_pending_operation"
+            ) from exc
+        if (operation.status or "").lower() != "inprogress" or not operation.csr:
+            raise PermanentError(
+                f"the pending operation of {certificate_name} is {operation.status}, not waiting for a merge",
+                reason="pending_operation_not_mergeable",
+            )
+        return PendingVersion(
+            certificate_name=certificate_name,
+            csr_der=bytes(operation.csr),
+            request_id=operation.request_id,
+            tags={},
+            resumed=resumed,
+        )
+
+    def merge(self, certificate_name: str, verified: VerifiedCertificate, *, tags: Mapping[str, str]) -> MergedVersion:
+        """Merge the verified leaf and its chain into the pending operation (one request).
+
+        Raises:
+            PermanentError: Key Vault refused the certificate (for example its key does not match), or no
+                operation is pending.
+            RetryableError: throttling, 5xx or a network failure outlasted the SDK's retries.
+        """
+
+        def merge() -> Any:
+            with _translated(f"merge the new version of {certificate_name}"):
+                return self._client.merge_certificate(
+                    certificate_name,
+                    [verified.leaf_der, *verified.chain_der],
+                    tags=_bounded_tags(tags),
+                )
+
+        merged = self._unthrottled(merge)
+        properties = merged.properties
+        if properties is None or not properties.version:
+            raise PermanentError(f"Key Vault's answer to the merge of {certificate_name} names no version")
+        return MergedVersion(
+            version=properties.version,
+            certificate_id=merged.id or "",
+            secret_id=merged.secret_id or "",
+            not_before=properties.not_before,
+            expires_on=properties.expires_on,
+        )
+
+    def list_certificate_names(self) -> Iterator[str]:
+        """Yield the names of the vault's certificates, following paging.
+
+        Raises:
+            RetryableError / PermanentError: as for ``read``.
+        """
+        with _translated("list certificates"):
+            for item in self._client.list_properties_of_certificates():
+                if item.name:
+                    yield item.name
+
+
+def _unknown_issuer_copy(policy: CertificatePolicy | None) -> CertificatePolicy:
+    from azure.keyvault.certificates import CertificatePolicy
+
+    if policy is None:
+        raise PermanentError("the certificate has no policy to renew with", reason="policy_missing")
+    return CertificatePolicy(
+        issuer_name="Unknown",
+        subject=policy.subject,
+        san_emails=policy.san_emails,
+        san_dns_names=policy.san_dns_names,
+        san_user_principal_names=policy.san_user_principal_names,
+        san_ip_addresses=policy.san_ip_addresses,
+        san_uris=policy.san_uris,
+        exportable=policy.exportable,
+        key_type=policy.key_type,
+        key_size=policy.key_size,
+        reuse_key=policy.reuse_key,
+        key_curve_name=policy.key_curve_name,
+        enhanced_key_usage=policy.enhanced_key_usage,
+        key_usage=policy.key_usage,
+        content_type=policy.content_type,
+        validity_in_months=policy.validity_in_months,
+        lifetime_actions=policy.lifetime_actions,
+        certificate_type=policy.certificate_type,
+        certificate_transparency=policy.certificate_transparency,
+    )
+
+
+def _bounded_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    if len(tags) > _MAX_TAGS:
+        raise PermanentError(
+            f"the new version would carry {len(tags)} tags; Key Vault allows {_MAX_TAGS}", reason="too_many_tags"
+        )
+    return dict(tags)
+
+
+@contextmanager
+def _translated(action: str, *, passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Turn SDK and transport errors into ``RetryableError`` / ``PermanentError`` with a safe message."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    try:
+        yield
+    except passthrough:
+        raise
+    except ResourceNotFoundError as exc:
+        raise PermanentError(
+            f"Key Vault could not {action}: {_service_message(exc)}", reason="certificate_not_found"
+        ) from exc
+    except ClientAuthenticationError as exc:
+        raise PermanentError(
+            f"Key Vault refused to {action}: {_service_message(exc)}", reason="keyvault_access_denied"
+        ) from exc
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        message = f"Key Vault could not {action}: HTTP {status} {_service_message(exc)}"
+        if status == 429:
+            raise RetryableError(message, reason="keyvault_throttled", retry_after=_retry_after(exc)) from exc
+        if status >= 500 or status == 408:
+            raise RetryableError(message, reason="keyvault_unavailable", retry_after=_retry_after(exc)) from exc
+        if status == 403:
+            raise PermanentError(message, reason="keyvault_access_denied") from exc
+        raise PermanentError(message, reason="keyvault_rejected") from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise RetryableError(
+            f"Key Vault could not be reached to {action}: {type(exc).__name__}", reason="keyvault_unreachable"
+        ) from exc
+
+
+def _service_message(exc: Any) -> str:
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None)
+    if code or message:
+        return f"({code}) {message}"
+    return type(exc).__name__
+
+
+def _retry_after(exc: Any) -> float | None:
+    response = getattr(exc, "response", None)
+    headers: Mapping[str, str] = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,47 @@
+"""function_app.py as the Azure Functions Python worker (azure-functions-runtime, Python 3.13) loads it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.worker.host_protos import HostProtos, request
+
+pytestmark = pytest.mark.worker
+
+APP_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def indexed() -> dict[str, object]:
+    """Run the worker's init (which indexes the app) and metadata requests, as the host does at startup."""
+    if sys.version_info[:2] != (3, 13):
+        pytest.fail("the worker check runs on Python 3.13 (make worker-check builds that environment)")
+    import azure_functions_runtime as worker
+
+    init = request(
+        properties={"host": "127.0.0.1", "protos": HostProtos},
+        request=request(worker_init_request=request(capabilities={}, function_app_directory=str(APP_DIR))),
+    )
+    init_response = asyncio.run(worker.worker_init_request(init))
+    assert init_response.result.status == HostProtos.StatusResult.Success, init_response.result.exception
+    metadata = asyncio.run(worker.functions_metadata_request(request(properties={}, request=request())))
+    assert metadata.result.status == HostProtos.StatusResult.Success
+    return {fn.name: fn for fn in metadata.function_metadata_results}
+
+
+def test_worker_indexes_the_event_grid_function(indexed: dict[str, object]) -> None:
+    """The worker finds the Key Vault event function with an eventGridTrigger binding named `event`."""
+    function = indexed["keyvault_certificate_events"]
+    bindings = [json.loads(raw) for raw in function.raw_bindings]  # type: ignore[attr-defined]
+    assert bindings == [{"direction": "IN", "type": "eventGridTrigger", "name": "event"}]
+    assert function.script_file.endswith("function_app.py")  # type: ignore[attr-defined]
+
+
+def test_worker_indexes_only_the_expected_functions(indexed: dict[str, object]) -> None:
+    """Indexing yields exactly the functions the app declares, nothing stray."""
+    assert set(indexed) == {"keyvault_certificate_events"}

@@ -101,7 +101,7 @@ class WebhookSender:
         *,
         session: requests.Session | None = None,
         timeout: float = 10.0,
-        attempts: int = 3,
+        attempts: int = 4,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

@@ -127,11 +127,11 @@ def test_retries_on_503_then_succeeds_with_the_same_id(sink: WebhookSink) -> Non
     assert [d.headers["webhook-id"] for d in sink.deliveries] == ["msg_2"] * 3
 
 
-def test_endpoint_down_fails_after_three_attempts(sink: WebhookSink) -> None:
-    """A receiver that drops connections gives a failed Delivery after 3 attempts, without raising."""
+def test_endpoint_down_fails_after_three_retries(sink: WebhookSink) -> None:
+    """A receiver that drops connections gives a failed Delivery after 1 attempt and 3 retries, without raising."""
     sink.down = True
     delivery = WebhookSender(sleep=Sleeps()).deliver(endpoint(sink.url), PAYLOAD, webhook_id="msg_3")
-    assert (delivery.delivered, delivery.attempts, delivery.status_code) == (False, 3, None)
+    assert (delivery.delivered, delivery.attempts, delivery.status_code) == (False, 4, None)
     assert delivery.error is not None
     assert "connection failed" in delivery.error
 
@@ -142,7 +142,7 @@ def test_nothing_listening_fails_without_raising() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     delivery = WebhookSender(sleep=Sleeps()).deliver(endpoint(f"http://127.0.0.1:{port}/"), PAYLOAD, webhook_id="m")
-    assert (delivery.delivered, delivery.attempts) == (False, 3)
+    assert (delivery.delivered, delivery.attempts) == (False, 4)
 
 
 def test_timeout_is_retried_then_fails() -> None:
@@ -167,10 +167,10 @@ def test_redirects_are_not_followed(sink: WebhookSink) -> None:
     assert (delivery.delivered, delivery.attempts, delivery.status_code) == (False, 1, 302)
 
 
-@pytest.mark.parametrize(("status", "attempts"), [(400, 1), (404, 1), (429, 3), (500, 3)])
+@pytest.mark.parametrize(("status", "attempts"), [(400, 1), (404, 1), (429, 4), (500, 4)])
 def test_client_errors_are_not_retried(sink: WebhookSink, status: int, attempts: int) -> None:
-    """A 4xx is final (except 429), a 5xx is retried."""
-    sink.fail_next(3, status=status)
+    """A 4xx is final (except 429), a 5xx is retried up to 3 times."""
+    sink.fail_next(4, status=status)
     delivery = WebhookSender(sleep=Sleeps()).deliver(endpoint(sink.url), PAYLOAD, webhook_id="m")
     assert (delivery.delivered, delivery.attempts, delivery.status_code) == (False, attempts, status)
 

@@ -198,7 +198,7 @@ def test_webhook_endpoint_down_shows_in_the_outcome(stack: Stack) -> None:
     assert outcome["status"] == "renewed"
     [delivery] = outcome["deliveries"]
     assert delivery["delivered"] is False
-    assert delivery["attempts"] == 3
+    assert delivery["attempts"] == 4
     assert len(stack.versions("web")) == 2
 
 

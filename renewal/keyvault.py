@@ -7,7 +7,6 @@ policy, create the new version (whose answer carries the CSR), merge. Every SDK 
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -17,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from renewal.config import is_loopback_host
 from renewal.errors import PermanentError, RetryableError
 from renewal.plan import CertificateState
 
@@ -126,13 +126,7 @@ class StaticTokenCredential:
 
 def is_loopback_url(url: str) -> bool:
     """Tell whether a URL points at this machine (127.0.0.0/8, ::1 or localhost)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 class KeyVaultClients:

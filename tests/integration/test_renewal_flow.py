@@ -296,3 +296,17 @@ def test_no_secret_reaches_any_log_record(stack: Stack) -> None:
         text = record.getMessage() + repr(getattr(record, "renewal_outcome", ""))
         for secret in forbidden:
             assert secret not in text, f"{record.name} logged something secret"
+
+
+def test_certificate_key_vault_renews_itself_is_skipped(stack: Stack) -> None:
+    """A Self-issued certificate is Key Vault's to renew: skipped, nothing created, even when tagged."""
+    from azure.keyvault.certificates import CertificatePolicy
+
+    stack.client.begin_create_certificate(
+        "selfie", CertificatePolicy.get_default(), tags={"renewal-ca": "corp"}
+    ).result()
+    stack.emulator.request_log.clear()
+    stack.deliver(stack.near_expiry_event("selfie"))
+    assert stack.recorder.last["status"] == "skipped"
+    assert stack.recorder.last["reason"] == "issuer_renews_itself"
+    assert [e.operation for e in stack.emulator.request_log if e.authenticated] == ["get"]

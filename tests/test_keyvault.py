@@ -1,0 +1,156 @@
+"""The Key Vault shell, driven over HTTPS against the emulator with the real SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.keyvault.certificates import CertificatePolicy, KeyCurveName, KeyType, KeyUsageType
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from devstack.keyvault import KeyVaultEmulator
+from renewal.errors import PermanentError, RetryableError
+from renewal.keyvault import KeyVaultClients, StaticTokenCredential, VaultCertificates
+
+TOKEN = "shell-test-token"
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[KeyVaultEmulator]:
+    """An emulator with two vaults and no background ticker."""
+    with KeyVaultEmulator(state_dir=tmp_path, vaults=["kv1", "kv2"], tick_interval=None) as emu:
+        yield emu
+
+
+class Sleeps(list[float]):
+    """Records the waits asked for instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def _clients(emulator: KeyVaultEmulator, sleep: Sleeps | None = None) -> KeyVaultClients:
+    return KeyVaultClients(
+        credential=StaticTokenCredential(TOKEN),
+        connection_verify=str(emulator.ca_pem_path),
+        retry_backoff_factor=0.01,
+        sleep=sleep if sleep is not None else Sleeps(),
+    )
+
+
+def _ec_policy() -> CertificatePolicy:
+    return CertificatePolicy(
+        issuer_name="Unknown",
+        subject="CN=db.corp.internal",
+        san_dns_names=["db.corp.internal"],
+        san_ip_addresses=["10.1.2.3"],
+        key_type=KeyType.ec,
+        key_curve_name=KeyCurveName.p_384,
+        key_usage=[KeyUsageType.digital_signature],
+        enhanced_key_usage=["1.3.6.1.5.5.7.3.2"],
+        validity_in_months=6,
+        exportable=False,
+    )
+
+
+def test_one_client_per_vault_is_created_and_reused(emulator: KeyVaultEmulator) -> None:
+    """Each vault gets one SDK client, reused for every later call; vaults do not share one."""
+    clients = _clients(emulator)
+    first = clients.client_for(emulator.url("kv1"))
+    assert clients.client_for(emulator.url("kv1") + "/") is first
+    assert clients.client_for(emulator.url("kv2")) is not first
+
+
+def test_static_token_is_refused_for_a_vault_off_loopback(emulator: KeyVaultEmulator) -> None:
+    """A development token can never be sent to a real vault: building that client fails first."""
+    with pytest.raises(PermanentError, match="loopback"):
+        _clients(emulator).client_for("https://contoso.vault.azure.net")
+
+
+def test_new_version_carries_the_policy_over_with_issuer_unknown(emulator: KeyVaultEmulator) -> None:
+    """Begin a version: Key Vault makes a CSR with the same key type, curve and SANs, and the policy is unchanged."""
+    sdk = emulator.certificate_client("kv1")
+    sdk.begin_create_certificate("db", _ec_policy()).result()
+    sdk.delete_certificate_operation("db")
+    vault = _clients(emulator).vault(emulator.url("kv1"))
+
+    snapshot = vault.read("db")
+    pending = vault.begin_version(snapshot, tags={"renewal-ca": "corp"})
+
+    csr = x509.load_der_x509_csr(pending.csr_der)
+    key = csr.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    assert key.curve.name == "secp384r1"
+    sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["db.corp.internal"]
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.1.2.3"]
+    policy = sdk.get_certificate_policy("db")
+    assert (policy.issuer_name, policy.key_curve_name, policy.validity_in_months, policy.exportable) == (
+        "Unknown",
+        KeyCurveName.p_384,
+        6,
+        False,
+    )
+    assert policy.enhanced_key_usage == ["1.3.6.1.5.5.7.3.2"]
+    assert not pending.resumed
+
+
+def test_create_while_pending_resumes_the_operation(emulator: KeyVaultEmulator) -> None:
+    """Key Vault's 409 while an operation is pending becomes a resume with the operation's own CSR."""
+    sdk = emulator.certificate_client("kv1")
+    operation = sdk.begin_create_certificate("db", _ec_policy()).result()
+    vault = _clients(emulator).vault(emulator.url("kv1"))
+    snapshot = vault.read("db")
+
+    pending = vault.begin_version(snapshot, tags={})
+
+    assert pending.resumed
+    assert pending.csr_der == bytes(operation.csr)
+    assert emulator.request_log.statuses(vault="kv1", operation="create") == [202, 409]
+
+
+def test_throttled_create_is_retried_on_key_vaults_schedule(emulator: KeyVaultEmulator) -> None:
+    """A POST 429 without Retry-After, which the SDK does not retry, is retried after 1 s then 2 s."""
+    sdk = emulator.certificate_client("kv1")
+    sdk.begin_create_certificate("db", _ec_policy()).result()
+    sdk.delete_certificate_operation("db")
+    sleeps = Sleeps()
+    vault = _clients(emulator, sleeps).vault(emulator.url("kv1"))
+    snapshot = vault.read("db")
+    emulator.faults.script("create", 429, vault="kv1", count=2)
+
+    vault.begin_version(snapshot, tags={})
+
+    assert sleeps == [1.0, 2.0]
+    assert emulator.request_log.statuses(vault="kv1", operation="create")[-3:] == [429, 429, 202]
+
+
+def test_throttling_that_outlasts_the_budget_is_a_retryable_error(emulator: KeyVaultEmulator) -> None:
+    """When every attempt is throttled the shell gives up with a RetryableError, after a bounded number of tries."""
+    sdk = emulator.certificate_client("kv1")
+    sdk.begin_create_certificate("db", _ec_policy()).result()
+    sdk.delete_certificate_operation("db")
+    sleeps = Sleeps()
+    vault = VaultCertificates(
+        _clients(emulator).client_for(emulator.url("kv1")), throttle_delays=(1.0, 2.0), sleep=sleeps
+    )
+    snapshot = vault.read("db")
+    emulator.faults.script("create", 429, vault="kv1", count=10)
+
+    with pytest.raises(RetryableError) as caught:
+        vault.begin_version(snapshot, tags={})
+
+    assert caught.value.reason == "keyvault_throttled"
+    assert sleeps == [1.0, 2.0]
+    assert emulator.request_log.statuses(vault="kv1", operation="create")[-3:] == [429, 429, 429]
+    assert emulator.faults.pending(operation="create") == 7
+
+
+def test_missing_certificate_is_a_permanent_error(emulator: KeyVaultEmulator) -> None:
+    """Reading a certificate that does not exist says so, and retrying cannot help."""
+    vault = _clients(emulator).vault(emulator.url("kv1"))
+    with pytest.raises(PermanentError) as caught:
+        vault.read("nothing-here")
+    assert caught.value.reason == "certificate_not_found"

@@ -35,8 +35,12 @@ CA_PROFILE = "devstack"
 DNS_NAMES = ("app.demo.internal", "api.demo.internal")
 
 
+_print_lock = threading.Lock()
+
+
 def _say(message: str) -> None:
-    print(f"demo: {message}", flush=True)
+    with _print_lock:
+        print(f"demo: {message}", flush=True)
 
 
 class _OutcomeCatcher(logging.Handler):
@@ -48,7 +52,9 @@ class _OutcomeCatcher(logging.Handler):
         self.arrived = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"  app: {record.getMessage()}", flush=True)
+        source = "app" if record.name.startswith("renewal") else "host"
+        with _print_lock:
+            print(f"  {source}: {record.getMessage()}", flush=True)
         outcome = getattr(record, "renewal_outcome", None)
         if isinstance(outcome, dict):
             self.outcomes.append(outcome)
@@ -59,15 +65,17 @@ class _OutcomeCatcher(logging.Handler):
 @contextmanager
 def _app_logging() -> Iterator[_OutcomeCatcher]:
     catcher = _OutcomeCatcher()
-    logger = logging.getLogger("renewal")
-    previous = logger.level
-    logger.addHandler(catcher)
-    logger.setLevel(logging.DEBUG)
+    loggers = [logging.getLogger("renewal"), logging.getLogger("devstack.functions_host")]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(catcher)
+        logger.setLevel(logging.DEBUG)
     try:
         yield catcher
     finally:
-        logger.removeHandler(catcher)
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.removeHandler(catcher)
+            logger.setLevel(level)
 
 
 def run_demo(out: Path, *, timeout: float = 60.0) -> int:

@@ -23,7 +23,6 @@ from renewal.keyvault import (
     MergedVersion,
     PendingVersion,
     StaticTokenCredential,
-    VaultCertificates,
 )
 from renewal.outcome import Delivery, Outcome, log_outcome
 from renewal.plan import Renew, Resume, Skip, decide
@@ -140,12 +139,19 @@ class _Context:
         )
 
 
+def _step(request: RenewalRequest, step: str, detail: str) -> None:
+    # Steps are DEBUG: the one INFO-or-above line per renewal is the outcome's (STYLE §10).
+    logger.debug("step=%s vault=%s certificate=%s %s", step, request.vault_name, request.certificate_name, detail)
+
+
 def _renew(request: RenewalRequest, runtime: Runtime, context: _Context) -> Outcome:
     settings = runtime.settings
     vault = runtime.keyvault.vault(request.vault_url)
     snapshot = vault.read(request.certificate_name)
     state = snapshot.state
+    _step(request, "read", f"version={state.version} issuer={state.issuer_name} expires={state.expires_on}")
     plan = decide(request, state, profiles=settings.ca_profiles, default_profile=settings.default_ca_profile)
+    _step(request, "decide", type(plan).__name__.lower())
     if isinstance(plan, Skip):
         context.previous_version = state.version
         return context.outcome("skipped", plan.reason, plan.message)
@@ -164,6 +170,7 @@ def _renew(request: RenewalRequest, runtime: Runtime, context: _Context) -> Outc
         tags = _new_version_tags(state.tags, profile=profile.name, previous_version=state.version)
         pending = vault.begin_version(snapshot, tags=tags)
     context.previous_version = tags.get(TAG_PREVIOUS_VERSION, context.previous_version)
+    _step(request, "begin_version", f"resumed={pending.resumed} csr_bytes={len(pending.csr_der)}")
 
     answer = adapter.submit(
         SigningRequest(
@@ -175,17 +182,21 @@ def _renew(request: RenewalRequest, runtime: Runtime, context: _Context) -> Outc
             ekus=state.ekus,
         )
     )
+    _step(request, "ca_submit", f"profile={profile.name} answer={type(answer).__name__.lower()}")
     if isinstance(answer, Pending):
         return context.outcome(
             "pending",
             "ca_pending",
-            f"the CA deferred issuance (reference recorded by the CA adapter); retry after {answer.retry_after}s",
+            f"the CA deferred issuance: request {answer.reference[:80]} awaits the CA"
+            + (f", retry after {answer.retry_after:g} s" if answer.retry_after is not None else ""),
         )
     assert isinstance(answer, Issued)
     verified = verify_issued(pending.csr_der, answer, now=runtime.clock())
+    _step(request, "verify", f"serial={verified.serial_number} not_after={verified.not_after.isoformat()}")
     merged = vault.merge(request.certificate_name, verified, tags=tags)
     context.new_version = merged.version
-    context.deliveries = _deploy(runtime, vault, request, context, verified, merged, tags)
+    _step(request, "merge", f"new_version={merged.version}")
+    context.deliveries = _deploy(runtime, request, context, verified, merged, tags)
     delivered = sum(d.delivered for d in context.deliveries)
     message = f"new version {merged.version} merged; webhooks delivered {delivered}/{len(context.deliveries)}"
     if pending.resumed:
@@ -204,7 +215,6 @@ def _new_version_tags(current: Mapping[str, str], *, profile: str, previous_vers
 
 def _deploy(
     runtime: Runtime,
-    vault: VaultCertificates,
     request: RenewalRequest,
     context: _Context,
     verified: VerifiedCertificate,

@@ -123,6 +123,9 @@ def log_line(outcome: Outcome) -> str:
     if outcome.deliveries:
         delivered = sum(1 for delivery in outcome.deliveries if delivery.delivered)
         pairs.append(("webhooks_delivered", f"{delivered}/{len(outcome.deliveries)}"))
+        failed = [f"{d.endpoint}: {d.error or d.status_code}" for d in outcome.deliveries if not d.delivered]
+        if failed:
+            pairs.append(("webhooks_failed", "; ".join(failed)))
     message = outcome.message if len(outcome.message) <= _MESSAGE_MAX else outcome.message[:_MESSAGE_MAX] + "..."
     pairs.append(("message", message))
     return "renewal " + " ".join(f"{key}={_quote(value)}" for key, value in pairs if value is not None)

@@ -124,7 +124,7 @@ class WebhookSender:
         """
         problem = url_problem(endpoint.url)
         if problem:
-            _logger.warning("webhook %s refused: %s", endpoint.name, problem)
+            _logger.debug("webhook %s refused: %s", endpoint.name, problem)
             return Delivery(endpoint.name, webhook_id, False, 0, None, f"refused: {problem}")
         try:
             signer = Webhook(endpoint.secret)
@@ -169,7 +169,7 @@ class WebhookSender:
                     error, retry = f"HTTP {status}: redirects are not followed", False
                 else:
                     error, retry = f"HTTP {status}", status >= 500 or status in _RETRY_STATUSES
-            _logger.info("webhook %s attempt %d failed: %s", endpoint.name, attempt, error)
+            _logger.debug("webhook %s attempt %d failed: %s", endpoint.name, attempt, error)
             if not retry:
                 return Delivery(endpoint.name, webhook_id, False, attempt, status, error)
         return Delivery(endpoint.name, webhook_id, False, self._attempts, status, error)

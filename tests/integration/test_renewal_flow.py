@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import pytest
 from cryptography import x509
@@ -310,3 +311,52 @@ def test_certificate_key_vault_renews_itself_is_skipped(stack: Stack) -> None:
     assert stack.recorder.last["status"] == "skipped"
     assert stack.recorder.last["reason"] == "issuer_renews_itself"
     assert [e.operation for e in stack.emulator.request_log if e.authenticated] == ["get"]
+
+
+def test_each_renewal_writes_exactly_one_log_line(stack: Stack) -> None:
+    """The app logs one INFO-or-above line per renewal (its outcome); steps stay at DEBUG."""
+    stack.seed("web")
+    event = stack.near_expiry_event("web")
+    stack.recorder.records.clear()
+    stack.deliver(event)
+    app_lines = [r for r in stack.recorder.records if r.name.startswith("renewal") and r.levelno >= logging.INFO]
+    assert len(app_lines) == 1
+    assert app_lines[0].getMessage().startswith("renewal outcome=renewed reason=renewed vault=kv1 certificate=web")
+    steps = [r.getMessage().split()[0] for r in stack.recorder.records if r.name == "renewal" and r.levelno == 10]
+    assert steps == [
+        "step=read",
+        "step=decide",
+        "step=begin_version",
+        "step=ca_submit",
+        "step=verify",
+        "step=merge",
+    ]
+
+
+def test_bad_configuration_is_one_failed_outcome_naming_the_setting(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malformed setting fails the invocation's renewal with a message naming it, and touches nothing."""
+    stack.seed("web")
+    event = stack.near_expiry_event("web")
+    monkeypatch.setenv("RENEWAL_WEBHOOKS", "{not json")
+    stack.emulator.request_log.clear()
+    stack.deliver(event)
+    assert stack.recorder.last["status"] == "failed"
+    assert stack.recorder.last["reason"] == "bad_configuration"
+    assert "RENEWAL_WEBHOOKS" in stack.recorder.last["message"]
+    assert len(stack.emulator.request_log) == 0
+
+
+def test_ca_that_needs_approval_leaves_the_renewal_pending(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CA that defers issuance gives a pending outcome with its reference; nothing is merged yet."""
+    options = {**stack.ca.profile_options(), "approval": "manual", "approval_dir": str(stack.tmp / "approvals")}
+    monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": options}))
+    stack.seed("web")
+    stack.deliver(stack.near_expiry_event("web"))
+    assert stack.recorder.last["status"] == "pending"
+    assert stack.recorder.last["reason"] == "ca_pending"
+    [held] = list((stack.tmp / "approvals").glob("*.csr.pem"))
+    assert held.name.removesuffix(".csr.pem") in stack.recorder.last["message"]
+    assert len(stack.versions("web")) == 1
+    assert stack.client.get_certificate_operation("web").status == "inProgress"

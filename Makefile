@@ -8,7 +8,7 @@ WORKER_PYTHON ?= $(shell for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/b
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo "$$p" && break; done)
 WORKER_VENV := .venv-worker
 
-.PHONY: test demo lint typecheck pytest pytest-py313 clean
+.PHONY: test demo lint typecheck services pytest pytest-py313 infra-check clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,21 +30,29 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-pytest: $(VENV)/.installed
+# The real servers the tests talk to on loopback (Pebble, cfssl, Azurite); each test starts its own instances.
+services:
+	bash scripts/install-services.sh
+
+pytest: $(VENV)/.installed services
 	$(PY) -m pytest -m "not worker"
 
 # The whole suite again on Python 3.13 (azure-functions 2.x), plus the checks through the real worker.
-pytest-py313:
+pytest-py313: services
 	@if [ -z "$(WORKER_PYTHON)" ] && [ "$${CI:-}" != "true" ]; then \
 		echo "SKIPPED the Python 3.13 run and the worker check: python3.13 not found (under CI=true this fails)"; \
 	else \
 		$(MAKE) --no-print-directory $(WORKER_VENV)/.installed && $(WORKER_VENV)/bin/python -m pytest -p no:cacheprovider; \
 	fi
 
-test: lint typecheck pytest pytest-py313
+# checkov on infra/ (its own virtualenv: its dependencies must not move the app's pins).
+infra-check:
+	bash scripts/check-infra.sh
 
-demo: $(VENV)/.installed
+test: lint typecheck infra-check pytest pytest-py313
+
+demo: $(VENV)/.installed services
 	$(PY) -m devstack.demo --out .demo
 
 clean:
-	rm -rf $(VENV) $(WORKER_VENV) .demo .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(WORKER_VENV) .venv-checkov .demo .mypy_cache .pytest_cache .ruff_cache

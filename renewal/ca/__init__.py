@@ -5,6 +5,7 @@ A CA profile names its adapter by a key of ``ADAPTERS``; ``adapter_for`` builds 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 
 from renewal.ca._protocol import CAAdapter, CAProfile, Issued, Pending, SigningRequest
@@ -13,8 +14,27 @@ from renewal.errors import ConfigurationError
 
 __all__ = ["ADAPTERS", "CAAdapter", "CAProfile", "Issued", "LocalCA", "Pending", "SigningRequest", "adapter_for"]
 
-ADAPTERS: dict[str, Callable[[CAProfile, Mapping[str, str]], CAAdapter]] = {
+AdapterFactory = Callable[[CAProfile, Mapping[str, str]], CAAdapter]
+
+
+def _imported_on_first_use(module: str, class_name: str) -> AdapterFactory:
+    """A factory that imports the adapter's module only when a profile uses it, keeping indexing fast."""
+
+    def factory(profile: CAProfile, environ: Mapping[str, str]) -> CAAdapter:
+        adapter_class = getattr(importlib.import_module(module), class_name)
+        return adapter_class.from_profile(profile, environ)  # type: ignore[no-any-return]
+
+    return factory
+
+
+ADAPTERS: dict[str, AdapterFactory] = {
     "local": LocalCA.from_profile,
+    "acme": _imported_on_first_use("renewal.ca.acme", "AcmeCA"),
+    "cfssl": _imported_on_first_use("renewal.ca.cfssl", "CfsslCA"),
+    "vault": _imported_on_first_use("renewal.ca.vault", "VaultPKI"),
+    "ejbca": _imported_on_first_use("renewal.ca.ejbca", "EjbcaCA"),
+    "adcs": _imported_on_first_use("renewal.ca.adcs", "AdcsCA"),
+    "est": _imported_on_first_use("renewal.ca.est", "EstCA"),
 }
 
 

@@ -15,3 +15,26 @@ app = func.FunctionApp()
 def keyvault_certificate_events(event: func.EventGridEvent) -> None:
     """Key Vault's CertificateNearExpiry / CertificateExpired events, delivered by Event Grid."""
     renewal.handle_event_grid_event(event)
+
+
+@app.function_name(name="renewal_sweep")
+@app.timer_trigger(arg_name="timer", schedule="%RENEWAL_SWEEP_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def renewal_sweep(timer: func.TimerRequest) -> None:
+    """The safety net: resume, poll, redeliver, and renew what entered its window without an event."""
+    renewal.run_sweep()
+
+
+@app.function_name(name="manual_renew")
+@app.route(route="renew/{vault}/{name}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def manual_renew(req: func.HttpRequest) -> func.HttpResponse:
+    """Renew one certificate now; answers the outcome as JSON."""
+    status, body = renewal.renew_now(req.route_params.get("vault", ""), req.route_params.get("name", ""))
+    return func.HttpResponse(body, status_code=status, mimetype="application/json")
+
+
+@app.function_name(name="renewal_status")
+@app.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def renewal_status(req: func.HttpRequest) -> func.HttpResponse:
+    """The journal: renewals under way, failures, dead letters, next renewal times."""
+    status, body = renewal.status()
+    return func.HttpResponse(body, status_code=status, mimetype="application/json")

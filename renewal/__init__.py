@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from renewal.outcome import Outcome
 
-__all__ = ["handle_event", "handle_event_grid_event"]
+__all__ = ["handle_event", "handle_event_grid_event", "renew_now", "run_sweep", "status"]
 
 
 def handle_event_grid_event(event: Any) -> Outcome:
@@ -25,3 +25,24 @@ def handle_event(envelope: Any) -> Outcome:
     from renewal.app import handle_event as handle
 
     return handle(envelope)
+
+
+def run_sweep() -> Any:
+    """Run the timer sweep; see ``renewal.sweep``."""
+    from renewal.app import run_sweep as run
+
+    return run()
+
+
+def renew_now(vault_name: str, certificate_name: str) -> tuple[int, str]:
+    """Renew one certificate now; HTTP status and JSON outcome. See ``renewal.app.renew_now``."""
+    from renewal.app import renew_now as renew
+
+    return renew(vault_name, certificate_name)
+
+
+def status() -> tuple[int, str]:
+    """The journal's status as HTTP status and JSON. See ``renewal.status``."""
+    from renewal.app import status as report
+
+    return report()

@@ -1,37 +1,66 @@
-"""One renewal, step by step (DESIGN §1): decide, begin a version, CA, verify, merge, deploy, record."""
+"""One renewal, step by step (DESIGN §1), resumable at every step through the journal (DESIGN §2).
+
+Under the certificate's claim in the journal: read Key Vault, decide, begin (or resume) the version, ask the CA
+(or poll it, or reuse its recorded answer), verify, merge and queue the deliveries in one journal transaction,
+deliver, record. A crash between any two steps leaves a record from which the next event or the sweep goes on:
+
+- a pending operation in Key Vault → its CSR is reused (Key Vault's 409, or the placeholder);
+- a CA reference recorded → it is polled, not resubmitted;
+- the CA's answer recorded → it is merged without asking the CA again;
+- a version merged (even if the journal missed it) → the deliveries are queued and sent;
+- a delivery recorded as sent → it is not sent again.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import random
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from cryptography import x509
 
 from renewal.ca import CAAdapter, CAProfile, Issued, Pending, SigningRequest, adapter_for
 from renewal.config import Settings
-from renewal.errors import RenewalError, RetryableError
+from renewal.deliveries import Deliverer, queue_for
+from renewal.errors import RenewalError, RetryableError, VerificationError
 from renewal.intake import Ignored, RenewalRequest
+from renewal.journal import ClaimLostError, Journal, RenewalRecord, table_client_from_environ
 from renewal.keyvault import (
     RENEWED_BY_VALUE,
     TAG_PREVIOUS_VERSION,
     TAG_RENEWED_BY,
     TAG_RENEWED_WITH_PROFILE,
+    CertificateSnapshot,
     KeyVaultClients,
-    MergedVersion,
     PendingVersion,
     StaticTokenCredential,
 )
-from renewal.outcome import Delivery, Outcome, log_outcome
+from renewal.outcome import Delivery, Outcome, log_outcome, to_dict
 from renewal.plan import Renew, Resume, Skip, decide
-from renewal.verify import VerifiedCertificate, verify_issued
-from renewal.webhooks import WebhookSender, build_payload, endpoints_for
+from renewal.verify import VerifiedCertificate, describe, verify_issued
+from renewal.webhooks import WebhookSender
 
 __all__ = ["Runtime", "outcome_for_ignored", "renew"]
 
 logger = logging.getLogger("renewal")
+
+# Retries of a transient failure, from the sweep: 2 min doubling up to 6 h, with ±20 % jitter, never past expiry.
+_FIRST_RETRY = timedelta(minutes=2)
+_LONGEST_RETRY = timedelta(hours=6)
+# Retries aim to finish this long before the certificate expires.
+_EXPIRY_MARGIN = timedelta(hours=1)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -41,26 +70,62 @@ class Runtime:
     Attributes:
         settings: the validated app settings.
         keyvault: one SDK client per vault, reused.
+        journal: the renewal records and the outbox.
         webhooks: the deployment webhook sender.
+        topic: the outcome topic publisher, if configured.
         clock: the current time, tz-aware UTC (injected so tests control it).
+        worker_id: who holds claims taken by this runtime.
+        checkpoint: called after each step with its name (``created``, ``submitted``, ``merged``,
+            ``delivered``); a no-op in production, a crash point in the crash-resume tests.
+        rng: jitter source.
     """
 
     settings: Settings
     keyvault: KeyVaultClients
+    journal: Journal
     webhooks: WebhookSender
+    topic: Any = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    worker_id: str = field(default_factory=_worker_id)
+    checkpoint: Callable[[str], None] = field(default=lambda step: None)
+    rng: random.Random = field(default_factory=random.Random)
     _adapters: dict[str, CAAdapter] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Runtime:
-        """Build the runtime the settings describe; keyword overrides replace parts (tests inject here)."""
-        credential = StaticTokenCredential(settings.keyvault_static_token) if settings.keyvault_static_token else None
+        """Build the runtime the settings describe; keyword overrides replace parts (tests inject here).
+
+        Raises:
+            ConfigurationError: no storage for the journal.
+        """
+        static = settings.keyvault_static_token
+        credential = StaticTokenCredential(static) if static else None
         parts: dict[str, Any] = {
             "settings": settings,
-            "keyvault": KeyVaultClients(credential=credential, connection_verify=settings.keyvault_ca_bundle),
+            "keyvault": KeyVaultClients(
+                credential=credential,
+                connection_verify=settings.keyvault_ca_bundle,
+                timeout_seconds=settings.keyvault_timeout_seconds,
+            ),
             "webhooks": WebhookSender(),
         }
         parts.update(overrides)
+        if "journal" not in parts:
+            clock = parts.get("clock") or (lambda: datetime.now(UTC))
+            parts["journal"] = Journal(
+                table_client_from_environ(settings.environ, settings.journal_table),
+                clock=lambda: clock().timestamp(),
+                claim_seconds=settings.claim_seconds,
+            )
+        if "topic" not in parts and settings.outcome_topic_endpoint:
+            from renewal.topic import OutcomeTopic
+
+            parts["topic"] = OutcomeTopic(
+                settings.outcome_topic_endpoint,
+                key=settings.outcome_topic_key,
+                credential=credential,
+                connection_verify=settings.keyvault_ca_bundle,
+            )
         return cls(**parts)
 
     def adapter(self, profile: CAProfile) -> CAAdapter:
@@ -74,11 +139,24 @@ class Runtime:
             adapter = self._adapters[profile.name] = adapter_for(profile, self.settings.environ)
         return adapter
 
+    def deliverer(self) -> Deliverer:
+        """The outbox sender for this runtime."""
+        return Deliverer(
+            settings=self.settings,
+            journal=self.journal,
+            webhooks=self.webhooks,
+            topic=self.topic,
+            clock=lambda: self.clock().timestamp(),
+            rng=self.rng,
+            checkpoint=self.checkpoint,
+        )
+
 
 def renew(request: RenewalRequest, runtime: Runtime) -> Outcome:
-    """Run one renewal to its outcome, and record it (one log line).
+    """Run one renewal to its outcome under the certificate's claim, and record it (one log line).
 
-    Permanent problems end in a ``failed`` outcome and are not raised.
+    Permanent problems end in a ``failed`` outcome and are not raised. When another worker holds the claim, the
+    outcome is ``skipped`` with reason ``renewal_in_progress``: that worker (or the sweep) finishes the renewal.
 
     Raises:
         RetryableError: only after the outcome is recorded, when a transient failure may be helped by a
@@ -86,16 +164,30 @@ def renew(request: RenewalRequest, runtime: Runtime) -> Outcome:
     """
     started = time.monotonic()
     context = _Context(request=request)
+    claim: _Claim | None = None
     try:
-        outcome = _renew(request, runtime, context)
+        record = runtime.journal.claim(request.vault_name, request.certificate_name, runtime.worker_id)
+        if record is None:
+            outcome = context.outcome(
+                "skipped", "renewal_in_progress", "another worker holds this certificate's renewal; it will finish it"
+            )
+        else:
+            claim = _Claim(runtime.journal, record)
+            outcome = _renew(request, runtime, context, claim)
     except RenewalError as exc:
         outcome = context.outcome("failed", exc.reason, exc.message)
-        outcome = replace(outcome, duration_seconds=time.monotonic() - started)
+        outcome = replace(
+            outcome, duration_seconds=time.monotonic() - started, retryable=isinstance(exc, RetryableError)
+        )
+        if claim is not None:
+            _record_failure(runtime, claim, exc, outcome)
         log_outcome(outcome, logger)
         if isinstance(exc, RetryableError) and request.trigger == "event_grid":
             raise
         return outcome
     outcome = replace(outcome, duration_seconds=time.monotonic() - started)
+    if claim is not None:
+        _release(claim, outcome)
     log_outcome(outcome, logger)
     return outcome
 
@@ -111,6 +203,18 @@ def outcome_for_ignored(ignored: Ignored) -> Outcome:
     )
     log_outcome(outcome, logger)
     return outcome
+
+
+@dataclass
+class _Claim:
+    """The claimed record, kept current as each step saves it (the etag moves with every write)."""
+
+    journal: Journal
+    record: RenewalRecord
+
+    def save(self, record: RenewalRecord, **kwargs: Any) -> RenewalRecord:
+        self.record = self.journal.save(record, **kwargs)
+        return self.record
 
 
 @dataclass
@@ -144,16 +248,24 @@ def _step(request: RenewalRequest, step: str, detail: str) -> None:
     logger.debug("step=%s vault=%s certificate=%s %s", step, request.vault_name, request.certificate_name, detail)
 
 
-def _renew(request: RenewalRequest, runtime: Runtime, context: _Context) -> Outcome:
+def _renew(request: RenewalRequest, runtime: Runtime, context: _Context, claim: _Claim) -> Outcome:
     settings = runtime.settings
     vault = runtime.keyvault.vault(request.vault_url)
     snapshot = vault.read(request.certificate_name)
     state = snapshot.state
-    _step(request, "read", f"version={state.version} issuer={state.issuer_name} expires={state.expires_on}")
+    record = claim.record
+    _step(request, "read", f"version={state.version} issuer={state.issuer_name} journal_step={record.step}")
+
+    if record.step == "merged" or _merged_unrecorded(record, snapshot):
+        return _finish_merged(request, runtime, context, claim, snapshot)
+
     plan = decide(request, state, profiles=settings.ca_profiles, default_profile=settings.default_ca_profile)
     _step(request, "decide", type(plan).__name__.lower())
     if isinstance(plan, Skip):
         context.previous_version = state.version
+        if plan.reason == "already_renewed" and record.under_way:
+            # Renewed meanwhile by someone else (a person, another deployment): nothing left to resume.
+            claim.save(replace(record, step="done", next_attempt_at=None))
         return context.outcome("skipped", plan.reason, plan.message)
 
     profile = plan.profile
@@ -166,42 +278,242 @@ def _renew(request: RenewalRequest, runtime: Runtime, context: _Context) -> Outc
         tags = dict(state.tags)
     else:
         assert isinstance(plan, Renew)
-        context.previous_version = state.version
         tags = _new_version_tags(state.tags, profile=profile.name, previous_version=state.version)
         pending = vault.begin_version(snapshot, tags=tags)
-    context.previous_version = tags.get(TAG_PREVIOUS_VERSION, context.previous_version)
-    _step(request, "begin_version", f"resumed={pending.resumed} csr_bytes={len(pending.csr_der)}")
-
-    answer = adapter.submit(
-        SigningRequest(
-            csr_der=pending.csr_der,
-            vault_name=request.vault_name,
-            certificate_name=request.certificate_name,
-            validity_months=state.validity_months,
-            key_usage=state.key_usage,
-            ekus=state.ekus,
+    csr_sha256 = hashlib.sha256(pending.csr_der).hexdigest()
+    previous_version = tags.get(TAG_PREVIOUS_VERSION) or record.previous_version or state.version
+    context.previous_version = previous_version
+    if record.csr_sha256 != csr_sha256 or record.step in ("idle", "done"):
+        # A new CSR: whatever the journal knew about an older one (CA reference, answer) no longer applies.
+        expires_on = state.expires_on or request.expires_on
+        record = claim.save(
+            replace(
+                record,
+                step="begun",
+                ca_profile=profile.name,
+                previous_version=previous_version,
+                request_id=pending.request_id,
+                csr_sha256=csr_sha256,
+                ca_reference=None,
+                issued_leaf_pem=None,
+                issued_chain_pem=None,
+                new_version=None,
+                expires_on=expires_on.timestamp() if expires_on else record.expires_on,
+            )
         )
-    )
-    _step(request, "ca_submit", f"profile={profile.name} answer={type(answer).__name__.lower()}")
+    _step(request, "begin_version", f"resumed={pending.resumed} journal_step={record.step}")
+    runtime.checkpoint("created")
+
+    answer = _ask_ca(request, adapter, claim, pending, policy=(state.validity_months, state.key_usage, state.ekus))
+    _step(request, "ca", f"profile={profile.name} answer={type(answer).__name__.lower()}")
     if isinstance(answer, Pending):
+        now = runtime.clock()
+        wait = timedelta(seconds=answer.retry_after or settings.ca_poll_seconds)
+        claim.save(
+            replace(
+                claim.record,
+                step="pending_ca",
+                ca_reference=answer.reference,
+                next_attempt_at=_within_budget(now + wait, claim.record, now).timestamp(),
+                last_reason="ca_pending",
+                last_error=None,
+            )
+        )
         return context.outcome(
             "pending",
             "ca_pending",
             f"the CA deferred issuance: request {answer.reference[:80]} awaits the CA"
             + (f", retry after {answer.retry_after:g} s" if answer.retry_after is not None else ""),
         )
-    assert isinstance(answer, Issued)
-    verified = verify_issued(pending.csr_der, answer, now=runtime.clock())
+    runtime.checkpoint("submitted")
+
+    try:
+        verified = verify_issued(pending.csr_der, answer, now=runtime.clock())
+    except VerificationError:
+        # The CA's answer is unusable: forget it, so the next attempt asks the CA again.
+        claim.save(replace(claim.record, step="begun", issued_leaf_pem=None, issued_chain_pem=None))
+        raise
     _step(request, "verify", f"serial={verified.serial_number} not_after={verified.not_after.isoformat()}")
     merged = vault.merge(request.certificate_name, verified, tags=tags)
     context.new_version = merged.version
     _step(request, "merge", f"new_version={merged.version}")
-    context.deliveries = _deploy(runtime, request, context, verified, merged, tags)
+    renewed = context.outcome("renewed", "renewed", f"new version {merged.version} merged")
+    outbox = queue_for(
+        settings, renewed, verified=verified, vault_url=request.vault_url, tags=tags, now=runtime.clock()
+    )
+    claim.save(replace(claim.record, step="merged", new_version=merged.version), outbox=outbox)
+    runtime.checkpoint("merged")
+    return _deliver_and_finish(request, runtime, context, claim, resumed=pending.resumed)
+
+
+def _ask_ca(
+    request: RenewalRequest,
+    adapter: CAAdapter,
+    claim: _Claim,
+    pending: PendingVersion,
+    *,
+    policy: tuple[int | None, tuple[str, ...], tuple[str, ...]],
+) -> Issued | Pending:
+    """The CA's answer for this CSR: recorded earlier, polled, or asked for now (and recorded)."""
+    record = claim.record
+    if record.issued_leaf_pem:
+        return Issued(record.issued_leaf_pem, _split_pem(record.issued_chain_pem))
+    if record.ca_reference:
+        answer = adapter.poll(record.ca_reference)
+    else:
+        claim.save(replace(record, step="submitting"))
+        validity_months, key_usage, ekus = policy
+        answer = adapter.submit(
+            SigningRequest(
+                csr_der=pending.csr_der,
+                vault_name=request.vault_name,
+                certificate_name=request.certificate_name,
+                validity_months=validity_months,
+                key_usage=key_usage,
+                ekus=ekus,
+            )
+        )
+    if isinstance(answer, Issued):
+        claim.save(
+            replace(
+                claim.record,
+                step="issued",
+                ca_reference=None,
+                issued_leaf_pem=answer.leaf_pem,
+                issued_chain_pem="".join(answer.chain_pem),
+            )
+        )
+    return answer
+
+
+def _merged_unrecorded(record: RenewalRecord, snapshot: CertificateSnapshot) -> bool:
+    """Key Vault holds the version this renewal merged, but the journal never heard (a crash right after merge)."""
+    state = snapshot.state
+    return (
+        record.step in ("begun", "submitting", "issued", "pending_ca")
+        and record.previous_version is not None
+        and state.has_certificate
+        and state.version != record.previous_version
+        and state.tags.get(TAG_PREVIOUS_VERSION) == record.previous_version
+    )
+
+
+def _finish_merged(
+    request: RenewalRequest, runtime: Runtime, context: _Context, claim: _Claim, snapshot: CertificateSnapshot
+) -> Outcome:
+    record = claim.record
+    state = snapshot.state
+    context.ca_profile = record.ca_profile
+    context.previous_version = record.previous_version
+    if record.step != "merged":
+        context.new_version = state.version
+        verified = _described(snapshot)
+        renewed = context.outcome("renewed", "renewed", f"new version {state.version} merged")
+        outbox = queue_for(
+            runtime.settings,
+            renewed,
+            verified=verified,
+            vault_url=request.vault_url,
+            tags=state.tags,
+            now=runtime.clock(),
+        )
+        claim.save(replace(record, step="merged", new_version=state.version), outbox=outbox)
+        runtime.checkpoint("merged")
+    else:
+        context.new_version = record.new_version
+    return _deliver_and_finish(request, runtime, context, claim, resumed=True)
+
+
+def _deliver_and_finish(
+    request: RenewalRequest, runtime: Runtime, context: _Context, claim: _Claim, *, resumed: bool
+) -> Outcome:
+    record = claim.record
+    items = [
+        item
+        for item in runtime.journal.outbox([request.vault_name], certificate_name=request.certificate_name)
+        if item.version == record.new_version and item.status == "pending"
+    ]
+    context.deliveries = runtime.deliverer().send(items)
+    claim.save(
+        replace(
+            claim.record,
+            step="done",
+            attempts=0,
+            next_attempt_at=None,
+            last_reason=None,
+            last_error=None,
+            issued_leaf_pem=None,
+            issued_chain_pem=None,
+        )
+    )
     delivered = sum(d.delivered for d in context.deliveries)
-    message = f"new version {merged.version} merged; webhooks delivered {delivered}/{len(context.deliveries)}"
-    if pending.resumed:
+    message = f"new version {record.new_version} merged; webhooks delivered {delivered}/{len(context.deliveries)}"
+    if resumed:
         message += " (resumed a renewal already under way)"
     return context.outcome("renewed", "renewed", message)
+
+
+def _described(snapshot: CertificateSnapshot) -> VerifiedCertificate | None:
+    if not snapshot.certificate_der:
+        return None
+    return describe(x509.load_der_x509_certificate(snapshot.certificate_der))
+
+
+def _record_failure(runtime: Runtime, claim: _Claim, exc: RenewalError, outcome: Outcome) -> None:
+    """Keep the failure in the record; a transient one gets a retry time within the expiry budget."""
+    if isinstance(exc, ClaimLostError):
+        return
+    now = runtime.clock()
+    record = claim.record
+    attempts = record.attempts + 1
+    next_attempt: float | None = None
+    if isinstance(exc, RetryableError):
+        delay = min(_FIRST_RETRY * 2 ** (attempts - 1), _LONGEST_RETRY) * runtime.rng.uniform(0.8, 1.2)
+        if exc.retry_after:
+            delay = max(delay, timedelta(seconds=exc.retry_after))
+        next_attempt = _within_budget(now + delay, record, now).timestamp()
+    step = record.step if record.step not in ("idle", "done") else "failed"
+    failed = replace(
+        record,
+        step=step,
+        attempts=attempts,
+        next_attempt_at=next_attempt,
+        last_reason=exc.reason,
+        last_error=exc.message[:500],
+    )
+    _release(claim, outcome, failed)
+
+
+def _release(claim: _Claim, outcome: Outcome, record: RenewalRecord | None = None) -> None:
+    try:
+        claim.journal.release((record or claim.record).with_outcome(_history_entry(outcome)))
+    except ClaimLostError:
+        logger.debug("claim of %s lost before release; the new holder owns the record", outcome.certificate_name)
+    except RetryableError as exc:
+        # The claim lapses by itself; the renewal's own outcome is what matters here.
+        logger.debug("could not release the claim of %s: %s", outcome.certificate_name, exc.reason)
+
+
+def _history_entry(outcome: Outcome) -> dict[str, object]:
+    entry = to_dict(outcome)
+    entry.pop("deliveries", None)
+    entry["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return entry
+
+
+def _within_budget(moment: datetime, record: RenewalRecord, now: datetime) -> datetime:
+    """Never schedule a retry past the certificate's expiry (cert-manager's users were bitten by exactly that)."""
+    if record.expires_on is None:
+        return moment
+    latest = datetime.fromtimestamp(record.expires_on, UTC) - _EXPIRY_MARGIN
+    return max(min(moment, latest), now + timedelta(seconds=30))
+
+
+def _split_pem(bundle: str | None) -> tuple[str, ...]:
+    if not bundle:
+        return ()
+    marker = "-----END CERTIFICATE-----"
+    return tuple(part.strip() + "\n" + marker + "\n" for part in bundle.split(marker) if part.strip())
 
 
 def _new_version_tags(current: Mapping[str, str], *, profile: str, previous_version: str | None) -> dict[str, str]:
@@ -211,30 +523,3 @@ def _new_version_tags(current: Mapping[str, str], *, profile: str, previous_vers
     if previous_version:
         tags[TAG_PREVIOUS_VERSION] = previous_version
     return tags
-
-
-def _deploy(
-    runtime: Runtime,
-    request: RenewalRequest,
-    context: _Context,
-    verified: VerifiedCertificate,
-    merged: MergedVersion,
-    tags: Mapping[str, str],
-) -> tuple[Delivery, ...]:
-    endpoints = endpoints_for(runtime.settings.webhooks, tags)
-    if not endpoints:
-        return ()
-    renewed = context.outcome("renewed", "renewed", f"new version {merged.version} merged")
-    payload = build_payload(
-        renewed,
-        verified=verified,
-        vault_url=request.vault_url,
-        now=runtime.clock(),
-        event_id=str(uuid.uuid4()),
-    )
-    deliveries = []
-    for endpoint in endpoints:
-        # One id per (version, endpoint): a redelivery carries the same id so receivers can deduplicate.
-        webhook_id = f"msg_{merged.version}_{endpoint.name}"
-        deliveries.append(runtime.webhooks.deliver(endpoint, payload, webhook_id=webhook_id))
-    return tuple(deliveries)

@@ -5,20 +5,32 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from renewal._flow import Runtime, outcome_for_ignored, renew
 from renewal.config import Settings
-from renewal.errors import RenewalError
-from renewal.intake import Ignored, parse_event
+from renewal.errors import RenewalError, RetryableError
+from renewal.intake import Ignored, RenewalRequest, parse_event
 from renewal.outcome import Outcome, log_outcome
+from renewal.status import status_report
+from renewal.sweep import SweepReport, sweep
 
-__all__ = ["current_runtime", "event_grid_envelope", "handle_event", "handle_event_grid_event"]
+__all__ = [
+    "current_runtime",
+    "event_grid_envelope",
+    "handle_event",
+    "handle_event_grid_event",
+    "renew_now",
+    "run_sweep",
+    "status",
+]
 
 logger = logging.getLogger("renewal")
 
+_CERTIFICATE_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _runtime_lock = threading.Lock()
 _runtime: tuple[tuple[tuple[str, str], ...], Runtime] | None = None
 
@@ -80,6 +92,80 @@ def handle_event(envelope: Mapping[str, object], runtime: Runtime | None = None)
 def handle_event_grid_event(event: Any) -> Outcome:
     """Handle one ``func.EventGridEvent`` from the Event Grid trigger."""
     return handle_event(event_grid_envelope(event))
+
+
+def run_sweep() -> SweepReport | None:
+    """Run the timer sweep with the current settings; a configuration problem is logged, not raised.
+
+    Raises:
+        RetryableError: the journal is unreachable (the next run tries again).
+    """
+    try:
+        runtime = current_runtime()
+    except RenewalError as exc:
+        log_outcome(Outcome(status="failed", reason=exc.reason, message=exc.message, trigger="sweep"), logger)
+        return None
+    return sweep(runtime)
+
+
+def renew_now(vault_name: str, certificate_name: str) -> tuple[int, str]:
+    """Renew one certificate now (the manual HTTP trigger): the same path as an event; HTTP status and JSON body.
+
+    200 renewed or skipped, 202 pending at the CA, 404 vault not allowed or certificate unknown, 422 failed for
+    good, 503 failed for now (retrying later may help).
+    """
+    try:
+        runtime = current_runtime()
+    except RenewalError as exc:
+        outcome = Outcome(status="failed", reason=exc.reason, message=exc.message, trigger="manual")
+        log_outcome(outcome, logger)
+        return 500, outcome_json(outcome)
+    vault = runtime.settings.vaults.get(vault_name.strip().lower())
+    if vault is None or not _CERTIFICATE_NAME.match(certificate_name):
+        outcome = outcome_for_ignored(
+            Ignored(
+                "vault_not_allowed" if vault is None else "invalid_name",
+                f"vault {vault_name[:40]!r} is not in RENEWAL_VAULTS"
+                if vault is None
+                else f"{certificate_name[:60]!r} is not a Key Vault certificate name",
+                vault_name=vault_name[:40],
+                certificate_name=certificate_name[:60],
+            )
+        )
+        return 404, outcome_json(outcome)
+    request = RenewalRequest(
+        vault_name=vault.name,
+        vault_url=vault.url,
+        certificate_name=certificate_name,
+        version=None,
+        not_before=None,
+        expires_on=None,
+        event_type="manual",
+        event_id=None,
+        trigger="manual",
+    )
+    outcome = renew(request, runtime)
+    if outcome.status == "pending":
+        code = 202
+    elif outcome.status != "failed":
+        code = 200
+    elif outcome.reason == "certificate_not_found":
+        code = 404
+    else:
+        code = 503 if outcome.retryable else 422
+    return code, outcome_json(outcome)
+
+
+def status() -> tuple[int, str]:
+    """The journal as JSON (the status HTTP trigger): renewals under way, failures, dead letters, next renewals."""
+    try:
+        runtime = current_runtime()
+        report = status_report(runtime)
+    except RenewalError as exc:
+        return 503 if isinstance(exc, RetryableError) else 500, json.dumps(
+            {"error": exc.reason, "message": exc.message}
+        )
+    return 200, json.dumps(report, indent=2, sort_keys=True, default=str)
 
 
 def _event_id(envelope: Mapping[str, object]) -> str | None:

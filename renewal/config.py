@@ -55,6 +55,19 @@ DEFAULT_CA_PROFILE = "RENEWAL_DEFAULT_CA_PROFILE"
 WEBHOOKS = "RENEWAL_WEBHOOKS"
 KEYVAULT_CA_BUNDLE = "RENEWAL_KEYVAULT_CA_BUNDLE"
 KEYVAULT_STATIC_TOKEN = "RENEWAL_KEYVAULT_STATIC_TOKEN"  # noqa: S105 - the setting's name, not a token
+JOURNAL_TABLE = "RENEWAL_JOURNAL_TABLE"
+SWEEP_BUDGET = "RENEWAL_SWEEP_BUDGET_SECONDS"
+WINDOW_FRACTION = "RENEWAL_WINDOW_FRACTION"
+WINDOW_JITTER = "RENEWAL_WINDOW_JITTER"
+WEBHOOK_MAX_AGE = "RENEWAL_WEBHOOK_MAX_AGE_HOURS"
+ALERT_DAYS = "RENEWAL_ALERT_DAYS"
+OUTCOME_TOPIC = "RENEWAL_OUTCOME_TOPIC_ENDPOINT"
+CLAIM_SECONDS = "RENEWAL_CLAIM_SECONDS"
+CA_POLL_SECONDS = "RENEWAL_CA_POLL_SECONDS"
+WEBHOOK_RETRY_SECONDS = "RENEWAL_WEBHOOK_RETRY_SECONDS"
+KEYVAULT_TIMEOUT = "RENEWAL_KEYVAULT_TIMEOUT_SECONDS"
+OUTCOME_TOPIC_KEY = "RENEWAL_OUTCOME_TOPIC_KEY_SETTING"
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 
 # Key Vault names: "3-24 characters, alphanumerics and dashes, start with a letter, end with a letter or digit,
 # no consecutive dashes" (Azure resource naming rules).
@@ -107,6 +120,18 @@ class Settings:
         keyvault_ca_bundle: path of a PEM CA bundle for the vault's TLS (development only).
         keyvault_static_token: a static bearer token for a loopback emulator (development only).
         environ: the environment the settings came from, to resolve adapter credential settings later.
+        journal_table: the journal's table name.
+        sweep_budget_seconds: the work one sweep run may do.
+        window_fraction: the lifetime fraction after which the sweep renews.
+        window_jitter: the largest fraction of the lifetime taken off a window's start, spread by name.
+        webhook_max_age_hours: the age at which a failing delivery is dead-lettered.
+        alert_days: days before expiry under which a failing renewal alarms at every sweep.
+        outcome_topic_endpoint: the Event Grid custom topic for outcome events, if any.
+        outcome_topic_key: that topic's access key, or ``None`` for the managed identity.
+        claim_seconds: how long a claim lasts before another worker may take it over.
+        ca_poll_seconds: how soon to poll a CA that deferred without saying when.
+        webhook_retry_seconds: the first redelivery delay of a failed delivery.
+        keyvault_timeout_seconds: connect and read timeout of each Key Vault request.
     """
 
     vaults: Mapping[str, VaultConfig]
@@ -116,6 +141,18 @@ class Settings:
     keyvault_ca_bundle: str | None
     keyvault_static_token: str | None = field(repr=False)
     environ: Mapping[str, str] = field(repr=False)
+    journal_table: str = "renewals"
+    sweep_budget_seconds: float = 120.0
+    window_fraction: float = 2 / 3
+    window_jitter: float = 0.02
+    webhook_max_age_hours: float = 24.0
+    alert_days: float = 7.0
+    outcome_topic_endpoint: str | None = None
+    outcome_topic_key: str | None = field(default=None, repr=False)
+    claim_seconds: float = 600.0
+    ca_poll_seconds: float = 300.0
+    webhook_retry_seconds: float = 60.0
+    keyvault_timeout_seconds: float = 30.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -141,7 +178,29 @@ class Settings:
                     KEYVAULT_STATIC_TOKEN,
                     f"is for a local emulator only, but vault(s) {', '.join(remote)} are not on loopback",
                 )
+        journal_table = _optional(environ, JOURNAL_TABLE) or "renewals"
+        if not _TABLE_NAME.match(journal_table):
+            raise ConfigurationError(JOURNAL_TABLE, "must be 3-63 letters and digits, starting with a letter")
+        topic = _optional(environ, OUTCOME_TOPIC)
+        if topic is not None:
+            problem = url_problem(topic)
+            if problem:
+                raise ConfigurationError(OUTCOME_TOPIC, problem)
+        topic_key_setting = _optional(environ, OUTCOME_TOPIC_KEY)
+        topic_key = resolve_secret_setting(environ, topic_key_setting) if topic_key_setting else None
         return cls(
+            journal_table=journal_table,
+            sweep_budget_seconds=_number(environ, SWEEP_BUDGET, 120.0, low=5.0, high=3600.0),
+            window_fraction=_number(environ, WINDOW_FRACTION, 2 / 3, low=0.05, high=0.99),
+            window_jitter=_number(environ, WINDOW_JITTER, 0.02, low=0.0, high=0.2),
+            webhook_max_age_hours=_number(environ, WEBHOOK_MAX_AGE, 24.0, low=0.01, high=24.0 * 30),
+            alert_days=_number(environ, ALERT_DAYS, 7.0, low=0.0, high=365.0),
+            outcome_topic_endpoint=topic,
+            claim_seconds=_number(environ, CLAIM_SECONDS, 600.0, low=1.0, high=86400.0),
+            ca_poll_seconds=_number(environ, CA_POLL_SECONDS, 300.0, low=0.0, high=86400.0),
+            webhook_retry_seconds=_number(environ, WEBHOOK_RETRY_SECONDS, 60.0, low=0.0, high=86400.0),
+            keyvault_timeout_seconds=_number(environ, KEYVAULT_TIMEOUT, 30.0, low=0.5, high=300.0),
+            outcome_topic_key=topic_key,
             vaults=MappingProxyType(vaults),
             ca_profiles=MappingProxyType(profiles),
             default_ca_profile=default,
@@ -172,6 +231,19 @@ def resolve_secret_setting(environ: Mapping[str, str], setting: str) -> str:
     value = environ.get(setting, "").strip()
     if not value:
         raise ConfigurationError(setting, "is missing or empty")
+    return value
+
+
+def _number(environ: Mapping[str, str], setting: str, default: float, *, low: float, high: float) -> float:
+    raw = _optional(environ, setting)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(setting, f"must be a number, not {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise ConfigurationError(setting, f"must be between {low:g} and {high:g}")
     return value
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "TAG_RENEWED_WITH_PROFILE",
     "CertificateSnapshot",
     "KeyVaultClients",
+    "ListedCertificate",
     "MergedVersion",
     "PendingVersion",
     "StaticTokenCredential",
@@ -61,10 +62,29 @@ class CertificateSnapshot:
     Attributes:
         state: what the pure decision needs.
         policy: the SDK's policy object, carried over into the new version.
+        certificate_der: the current version's certificate (public), or ``None`` for a pending placeholder.
     """
 
     state: CertificateState
     policy: CertificatePolicy | None = field(repr=False, default=None)
+    certificate_der: bytes | None = field(repr=False, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ListedCertificate:
+    """A certificate as the vault's list shows it (no policy: reading that costs a request per certificate).
+
+    Attributes:
+        name: the certificate's name.
+        tags: its tags.
+        not_before: its current version's not-before.
+        expires_on: its current version's expiry.
+    """
+
+    name: str
+    tags: dict[str, str]
+    not_before: datetime | None
+    expires_on: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +169,10 @@ class KeyVaultClients:
         retry_backoff_max: float = 30.0,
         throttle_delays: tuple[float, ...] = THROTTLE_DELAYS,
         sleep: Callable[[float], None] = time.sleep,
+        timeout_seconds: float = 30.0,
     ) -> None:
         self._credential = credential
+        self._timeout = timeout_seconds
         self._throttle_delays = throttle_delays
         self._sleep = sleep
         self._connection_verify = connection_verify
@@ -193,7 +215,11 @@ class KeyVaultClients:
             from azure.identity import DefaultAzureCredential
 
             credential = self._credential = DefaultAzureCredential()
-        kwargs: dict[str, Any] = dict(self._retry)
+        kwargs: dict[str, Any] = {
+            **self._retry,
+            "connection_timeout": self._timeout,
+            "read_timeout": self._timeout,
+        }
         if is_loopback_url(vault_url):
             # The challenge names resource vault.azure.net, which a loopback host can never match.
             kwargs["verify_challenge_resource"] = False
@@ -256,7 +282,9 @@ class VaultCertificates:
             key_usage=key_usage,
             ekus=tuple(policy.enhanced_key_usage or ()) if policy else (),
         )
-        return CertificateSnapshot(state=state, policy=policy)
+        return CertificateSnapshot(
+            state=state, policy=policy, certificate_der=bytes(certificate.cer) if certificate.cer else None
+        )
 
     def begin_version(self, snapshot: CertificateSnapshot, *, tags: Mapping[str, str]) -> PendingVersion:
         """Have Key Vault create a new version with issuer ``Unknown`` and return its CSR (one request).
@@ -356,16 +384,25 @@ class VaultCertificates:
             expires_on=properties.expires_on,
         )
 
-    def list_certificate_names(self) -> Iterator[str]:
-        """Yield the names of the vault's certificates, following paging.
+    def list_certificate_properties(self) -> list[ListedCertificate]:
+        """The vault's enabled certificates with their validity and tags (pending-only ones are left out).
 
         Raises:
             RetryableError / PermanentError: as for ``read``.
         """
+        listed = []
         with _translated("list certificates"):
             for item in self._client.list_properties_of_certificates():
-                if item.name:
-                    yield item.name
+                if item.name and item.enabled is not False:
+                    listed.append(
+                        ListedCertificate(
+                            name=item.name,
+                            tags=dict(item.tags or {}),
+                            not_before=item.not_before,
+                            expires_on=item.expires_on,
+                        )
+                    )
+        return listed
 
 
 def _unknown_issuer_copy(policy: CertificatePolicy | None) -> CertificatePolicy:

@@ -60,6 +60,7 @@ class Outcome:
         event_id: the triggering event's id, if any.
         duration_seconds: how long the renewal took, if measured.
         deliveries: the webhook deliveries made.
+        retryable: for a failure, whether trying again later may help (the error's class said so).
     """
 
     status: Status
@@ -74,6 +75,7 @@ class Outcome:
     event_id: str | None = None
     duration_seconds: float | None = None
     deliveries: tuple[Delivery, ...] = ()
+    retryable: bool = False
 
 
 def to_dict(outcome: Outcome) -> dict[str, object]:
@@ -89,6 +91,7 @@ def to_dict(outcome: Outcome) -> dict[str, object]:
         "new_version": outcome.new_version,
         "trigger": outcome.trigger,
         "event_id": outcome.event_id,
+        "retryable": outcome.retryable,
         "duration_seconds": outcome.duration_seconds,
         "deliveries": [
             {

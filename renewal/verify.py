@@ -8,6 +8,7 @@ Error messages never contain PEM bodies.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from renewal.ca._protocol import Issued
 from renewal.errors import VerificationError
 
-__all__ = ["VerifiedCertificate", "verify_issued"]
+__all__ = ["VerifiedCertificate", "describe", "verify_issued"]
 
 _SanKey = tuple[str, str]
 
@@ -96,14 +97,19 @@ def verify_issued(csr_der: bytes, issued: Issued, *, now: datetime) -> VerifiedC
                 reason="chain_not_ca",
             )
 
+    return describe(leaf, chain)
+
+
+def describe(leaf: x509.Certificate, chain: Sequence[x509.Certificate] = ()) -> VerifiedCertificate:
+    """Describe a certificate already known to be good (verified earlier, or read back from Key Vault)."""
     der = serialization.Encoding.DER
     return VerifiedCertificate(
         leaf_der=leaf.public_bytes(der),
         chain_der=tuple(c.public_bytes(der) for c in chain),
         thumbprint_sha1=leaf.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - x5t is SHA-1 by definition
         serial_number=_serial_hex(leaf.serial_number),
-        not_before=not_before,
-        not_after=not_after,
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
     )
 
 

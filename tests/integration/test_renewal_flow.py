@@ -327,7 +327,7 @@ def test_each_renewal_writes_exactly_one_log_line(stack: Stack) -> None:
         "step=read",
         "step=decide",
         "step=begin_version",
-        "step=ca_submit",
+        "step=ca",
         "step=verify",
         "step=merge",
     ]

@@ -9,19 +9,26 @@ code runs unmodified.
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
 
 class _Message(SimpleNamespace):
-    """A message: keyword fields become attributes; unknown fields read as None."""
+    """A message: keyword fields become attributes; unknown fields read as None.
+
+    Capitalised names are not fields (FunctionRpc.proto's fields are snake_case) and raise, as protobuf does:
+    the worker probes ``protos.TypedData`` to tell a module from a message (``Datum.from_typed_data``).
+    """
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith("__") or name[:1].isupper():
             raise AttributeError(name)
         return None
 
     def WhichOneof(self, group: str) -> str | None:  # protobuf's method name
+        if group == "rpc_data":  # ParameterBinding's oneof: the bound value travels in `data` (a TypedData)
+            return "data" if self.__dict__.get("data") is not None else None
         for name in (
             "json",
             "string",
@@ -72,8 +79,40 @@ class HostProtos:
     NullableDouble = _message("NullableDouble")
     NullableTimestamp = _message("NullableTimestamp")
     RpcHttpCookie = _message("RpcHttpCookie")
+    RpcTraceContext = _message("RpcTraceContext")
+    RetryContext = _message("RetryContext")
+
+
+def typed_json(value: object) -> _Message:
+    """A ``TypedData`` carrying JSON, as the host sends a trigger payload or a trigger metadata entry."""
+    return HostProtos.TypedData(json=json.dumps(value))
 
 
 def request(**fields: Any) -> _Message:
     """Build a nested request record: ``request(properties=..., request=...)``."""
     return _Message(**fields)
+
+
+def start_worker(app_dir: str) -> _Message:
+    """Initialise the worker on ``app_dir`` (it indexes the app) unless done already, and return its metadata.
+
+    The host starts a worker process once and sends ``worker_init_request`` once; a second init in the same
+    process fails ("does not have a unique function name"), so test modules share one initialised worker.
+
+    Raises:
+        AssertionError: init or the metadata request did not succeed (with the worker's exception).
+    """
+    import asyncio
+
+    from azure_functions_runtime import handle_event as worker
+
+    if worker._metadata_result is None:  # the worker's own record of an indexed app
+        init = request(
+            properties={"host": "127.0.0.1", "protos": HostProtos},
+            request=request(worker_init_request=request(capabilities={}, function_app_directory=app_dir)),
+        )
+        response = asyncio.run(worker.worker_init_request(init))
+        assert response.result.status == HostProtos.StatusResult.Success, response.result.exception
+    metadata = asyncio.run(worker.functions_metadata_request(request(properties={}, request=request())))
+    assert metadata.result.status == HostProtos.StatusResult.Success, metadata.result.exception
+    return metadata

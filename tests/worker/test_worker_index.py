@@ -44,4 +44,33 @@ def test_worker_indexes_the_event_grid_function(indexed: dict[str, object]) -> N
 
 def test_worker_indexes_only_the_expected_functions(indexed: dict[str, object]) -> None:
     """Indexing yields exactly the functions the app declares, nothing stray."""
-    assert set(indexed) == {"keyvault_certificate_events"}
+    assert set(indexed) == {"keyvault_certificate_events", "renewal_sweep", "manual_renew", "renewal_status"}
+
+
+def _bindings(function: object) -> list[dict[str, object]]:
+    return [json.loads(raw) for raw in function.raw_bindings]  # type: ignore[attr-defined]
+
+
+def test_worker_indexes_the_sweep_on_its_configurable_schedule(indexed: dict[str, object]) -> None:
+    """The sweep is a timer trigger whose schedule comes from the RENEWAL_SWEEP_SCHEDULE app setting."""
+    [binding] = _bindings(indexed["renewal_sweep"])
+    assert binding["type"] == "timerTrigger"
+    assert binding["direction"] == "IN"
+    assert binding["schedule"] == "%RENEWAL_SWEEP_SCHEDULE%"
+    assert binding["runOnStartup"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "route", "methods"),
+    [("manual_renew", "renew/{vault}/{name}", ["POST"]), ("renewal_status", "status", ["GET"])],
+)
+def test_worker_indexes_http_triggers_behind_function_keys(
+    indexed: dict[str, object], name: str, route: str, methods: list[str]
+) -> None:
+    """Manual renewal and status are HTTP triggers with function-level keys and an HTTP output."""
+    trigger, output = _bindings(indexed[name])
+    assert trigger["type"] == "httpTrigger"
+    assert trigger["authLevel"] == "FUNCTION"
+    assert trigger["route"] == route
+    assert trigger["methods"] == methods
+    assert (output["type"], output["direction"]) == ("http", "OUT")

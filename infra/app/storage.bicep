@@ -1,0 +1,98 @@
+// The Function App's own storage account: host state (blobs, queues), the Flex Consumption deployment
+// container, the renewal journal (Table Storage) and the Event Grid dead-letter container.
+// Shared key access is disabled: everything authenticates with Entra ID (managed identities).
+param location string
+param tags object
+param storageAccountName string
+param deploymentContainerName string
+param deadLetterContainerName string
+param journalTableName string
+@description('Subnet allowed through the storage firewall when VNET integration is on; empty: public endpoint.')
+param allowedSubnetId string = ''
+
+var vnetOn = !empty(allowedSubnetId)
+var subnetRules = [
+  {
+    id: allowedSubnetId
+    action: 'Allow'
+  }
+]
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  //checkov:skip=CKV_AZURE_206: LRS by default: the journal can be rebuilt from Key Vault by the timer sweep and host state is disposable; change the sku to ZRS/GRS if you want more
+  //checkov:skip=CKV_AZURE_35: the firewall denies by default when enableVnetIntegration is on (defaultAction is computed); without VNET integration Flex Consumption reaches its storage over the public endpoint, with Entra ID auth only
+  //checkov:skip=CKV_AZURE_59: public network access is needed without VNET integration (see CKV_AZURE_35); anonymous blob access and shared keys are both disabled
+  //checkov:skip=CKV_AZURE_43: the name is 'strenewal' plus uniqueString() (13 lowercase alphanumerics), 22 characters, which checkov cannot evaluate
+  name: storageAccountName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      // Without VNET integration the Flex Consumption host reaches its storage over the public endpoint;
+      // Entra ID authentication (no shared keys) is the control. With it, only the app's subnet and trusted
+      // Azure services (Event Grid writing dead letters with its managed identity) get through.
+      bypass: 'AzureServices'
+      defaultAction: vnetOn ? 'Deny' : 'Allow'
+      virtualNetworkRules: vnetOn ? subnetRules : []
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deadLetterContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource journalTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: journalTableName
+}
+
+output storageAccountId string = storage.id
+output storageAccountName string = storage.name
+output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output deploymentContainerName string = deploymentContainer.name
+output deadLetterContainerName string = deadLetterContainer.name

@@ -1,0 +1,171 @@
+"""Deliveries through the outbox: queue them with the merge, send them, retry them, dead-letter them (DESIGN §4).
+
+Every notification (a webhook, or an outcome event for the Event Grid topic) is first written to the journal's
+outbox in the same transaction that records the merge, then sent. A failed delivery keeps its row with a next
+attempt time; the sweep sends it again, with the same ``webhook-id``, until it is delivered or older than the
+maximum age, when it is dead-lettered: recorded, logged at error level and visible in the status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from renewal.journal import Journal, OutboxItem
+from renewal.outcome import Delivery, Outcome
+from renewal.verify import VerifiedCertificate
+from renewal.webhooks import WebhookSender, build_payload, endpoints_for
+
+if TYPE_CHECKING:
+    from renewal.config import Settings
+    from renewal.topic import OutcomeTopic
+
+__all__ = ["TOPIC_ENDPOINT", "Deliverer", "queue_for"]
+
+logger = logging.getLogger("renewal")
+
+TOPIC_ENDPOINT = "eventgrid-topic"
+_NAMESPACE = uuid.UUID("6f1d5c0e-58f4-4d0c-9a51-2b6a4a3e1f11")
+# The sweep's redelivery backoff doubles from RENEWAL_WEBHOOK_RETRY_SECONDS up to an hour, with ±20 % jitter.
+_LONGEST_RETRY_SECONDS = 3600.0
+
+
+def queue_for(
+    settings: Settings,
+    outcome: Outcome,
+    *,
+    verified: VerifiedCertificate | None,
+    vault_url: str,
+    tags: Mapping[str, str],
+    now: datetime,
+) -> list[OutboxItem]:
+    """The outbox rows that announce ``outcome``: one per matching webhook, and one for the topic if configured.
+
+    Ids are derived from (vault, certificate, version, endpoint), so queuing the same announcement twice gives the
+    same rows and receivers see the same ``webhook-id`` on every redelivery.
+    """
+    assert outcome.vault_name is not None
+    assert outcome.certificate_name is not None
+    version = outcome.new_version or ""
+    key = f"{outcome.vault_name}/{outcome.certificate_name}/{version}/{outcome.status}".lower()
+    payload = build_payload(
+        outcome, verified=verified, vault_url=vault_url, now=now, event_id=str(uuid.uuid5(_NAMESPACE, key))
+    )
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    endpoints = [e.name for e in endpoints_for(settings.webhooks, tags)] if outcome.status == "renewed" else []
+    if settings.outcome_topic_endpoint:
+        endpoints.append(TOPIC_ENDPOINT)
+    moment = now.timestamp()
+    return [
+        OutboxItem(
+            vault_name=outcome.vault_name,
+            webhook_id="msg_" + uuid.uuid5(_NAMESPACE, f"{key}/{endpoint}").hex,
+            endpoint=endpoint,
+            certificate_name=outcome.certificate_name,
+            version=version,
+            payload=body,
+            created_at=moment,
+            next_attempt_at=moment,
+        )
+        for endpoint in endpoints
+    ]
+
+
+class Deliverer:
+    """Sends outbox rows and records what happened to each.
+
+    Args:
+        settings: the endpoints and the maximum age.
+        journal: where the rows live.
+        webhooks: the signed-webhook sender (quick retries within one attempt).
+        topic: the outcome topic publisher, if configured.
+        clock: Unix seconds now.
+        rng: jitter source (injected in tests).
+        checkpoint: called with ``"sent"`` after each send and ``"delivered"`` once its row is saved (the
+            crash-resume tests stop a worker there).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        webhooks: WebhookSender,
+        topic: OutcomeTopic | None,
+        clock: Callable[[], float],
+        rng: random.Random | None = None,
+        checkpoint: Callable[[str], None] = lambda step: None,
+    ) -> None:
+        self._settings = settings
+        self._journal = journal
+        self._webhooks = webhooks
+        self._topic = topic
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._checkpoint = checkpoint
+
+    def send(self, items: Sequence[OutboxItem]) -> tuple[Delivery, ...]:
+        """Send each pending row once (with the sender's quick retries) and save its new state.
+
+        A row another worker settled meanwhile is left alone. Never raises for a failing endpoint.
+        """
+        results = []
+        for item in items:
+            if item.status != "pending":
+                continue
+            delivery, settled = self._send_one(item)
+            results.append(delivery)
+            if settled is not None:
+                self._checkpoint("delivered")
+        return tuple(results)
+
+    def _send_one(self, item: OutboxItem) -> tuple[Delivery, OutboxItem | None]:
+        now = self._clock()
+        delivery = self._attempt(item)
+        # A crash here (sent, not yet recorded) makes the next attempt send it again with the same webhook-id.
+        self._checkpoint("sent")
+        if delivery.delivered:
+            updated = replace(item, status="delivered", attempts=item.attempts + delivery.attempts, last_error=None)
+        else:
+            attempts = item.attempts + max(delivery.attempts, 1)
+            age_hours = (now - item.created_at) / 3600
+            if age_hours >= self._settings.webhook_max_age_hours:
+                updated = replace(item, status="dead", attempts=attempts, last_error=delivery.error)
+                logger.error(
+                    "delivery dead-lettered endpoint=%s webhook_id=%s vault=%s certificate=%s version=%s "
+                    "attempts=%d age_hours=%.1f last_error=%s",
+                    item.endpoint,
+                    item.webhook_id,
+                    item.vault_name,
+                    item.certificate_name,
+                    item.version,
+                    attempts,
+                    age_hours,
+                    delivery.error,
+                )
+            else:
+                first = self._settings.webhook_retry_seconds
+                delay = min(first * 2 ** (attempts - 1), _LONGEST_RETRY_SECONDS)
+                delay *= self._rng.uniform(0.8, 1.2)
+                updated = replace(item, attempts=attempts, next_attempt_at=now + delay, last_error=delivery.error)
+        return delivery, self._journal.save_outbox(updated)
+
+    def _attempt(self, item: OutboxItem) -> Delivery:
+        try:
+            payload: Mapping[str, Any] = json.loads(item.payload)
+        except ValueError:
+            return Delivery(item.endpoint, item.webhook_id, False, 0, None, "the stored payload is not JSON")
+        if item.endpoint == TOPIC_ENDPOINT:
+            if self._topic is None:
+                return Delivery(item.endpoint, item.webhook_id, False, 0, None, "no outcome topic is configured now")
+            return self._topic.publish(payload, webhook_id=item.webhook_id)
+        endpoint = next((e for e in self._settings.webhooks if e.name == item.endpoint), None)
+        if endpoint is None:
+            return Delivery(item.endpoint, item.webhook_id, False, 0, None, "the endpoint is no longer configured")
+        return self._webhooks.deliver(endpoint, payload, webhook_id=item.webhook_id)

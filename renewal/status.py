@@ -1,0 +1,97 @@
+"""The status report (the status HTTP trigger): what the journal knows, and when each certificate renews next."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from renewal._flow import Runtime
+from renewal.errors import RenewalError
+from renewal.plan import CA_PROFILE_TAG
+from renewal.window import renewal_window_start
+
+__all__ = ["status_report"]
+
+
+def _iso(seconds: float | None) -> str | None:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds") if seconds is not None else None
+
+
+def status_report(runtime: Runtime) -> dict[str, Any]:
+    """Renewals under way, recent failures, pending and dead-lettered deliveries, and the next renewal times.
+
+    Raises:
+        RetryableError: the journal is unreachable.
+    """
+    settings = runtime.settings
+    vault_names = [v.name for v in settings.vaults.values()]
+    records = runtime.journal.records(vault_names)
+    outbox = runtime.journal.outbox(vault_names)
+
+    def record_view(record: Any) -> dict[str, Any]:
+        return {
+            "vault": record.vault_name,
+            "certificate": record.certificate_name,
+            "step": record.step,
+            "ca_profile": record.ca_profile,
+            "previous_version": record.previous_version,
+            "new_version": record.new_version,
+            "ca_reference": record.ca_reference,
+            "attempts": record.attempts,
+            "next_attempt_at": _iso(record.next_attempt_at),
+            "last_reason": record.last_reason,
+            "last_error": record.last_error,
+            "claimed_by": record.claim_owner,
+            "last_outcome": record.history[-1] if record.history else None,
+        }
+
+    def delivery_view(item: Any) -> dict[str, Any]:
+        return {
+            "vault": item.vault_name,
+            "certificate": item.certificate_name,
+            "version": item.version,
+            "endpoint": item.endpoint,
+            "webhook_id": item.webhook_id,
+            "attempts": item.attempts,
+            "created_at": _iso(item.created_at),
+            "next_attempt_at": _iso(item.next_attempt_at),
+            "last_error": item.last_error,
+        }
+
+    next_renewals: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for vault in settings.vaults.values():
+        try:
+            listed = runtime.keyvault.vault(vault.url).list_certificate_properties()
+        except RenewalError as exc:
+            errors.append(f"{vault.name}: {exc.reason}")
+            continue
+        for item in listed:
+            managed = any(k.strip().lower() == CA_PROFILE_TAG for k in item.tags) or settings.default_ca_profile
+            if not managed or item.not_before is None or item.expires_on is None:
+                continue
+            start = renewal_window_start(
+                not_before=item.not_before,
+                expires_on=item.expires_on,
+                tags=item.tags,
+                fraction=settings.window_fraction,
+                jitter=settings.window_jitter,
+                key=f"{vault.name}/{item.name}",
+            )
+            next_renewals.append(
+                {
+                    "vault": vault.name,
+                    "certificate": item.name,
+                    "expires_on": item.expires_on.isoformat(timespec="seconds"),
+                    "renews_from": start.isoformat(timespec="seconds"),
+                }
+            )
+    return {
+        "generated_at": runtime.clock().isoformat(timespec="seconds"),
+        "under_way": [record_view(r) for r in records if r.under_way],
+        "failures": [record_view(r) for r in records if r.history and r.history[-1].get("status") == "failed"],
+        "pending_deliveries": [delivery_view(i) for i in outbox if i.status == "pending"],
+        "dead_letters": [delivery_view(i) for i in outbox if i.status == "dead"],
+        "next_renewals": sorted(next_renewals, key=lambda r: r["renews_from"]),
+        "list_errors": errors,
+    }

@@ -1,0 +1,200 @@
+"""The timer sweep: the safety net for everything events miss (DESIGN §2).
+
+Each run, within a time budget well under ``functionTimeout`` (what is left waits for the next run):
+
+1. resumes renewals whose retry time has come or whose worker died (claim lapsed), and polls deferred CA
+   requests;
+2. redelivers due webhooks and topic events from the outbox, dead-lettering those past the maximum age;
+3. lists the certificates of every allow-listed vault and renews each managed one that is inside its renewal
+   window with no renewal under way (events can be lost, and ``CertificateNearExpiry`` fires only at 30 days);
+4. raises the alarm, every run, for a certificate whose renewal keeps failing close to its expiry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from renewal._flow import Runtime, renew
+from renewal.errors import RenewalError
+from renewal.intake import RenewalRequest
+from renewal.journal import RenewalRecord
+from renewal.outcome import Outcome, log_outcome
+from renewal.plan import CA_PROFILE_TAG
+from renewal.window import renewal_window_start
+
+__all__ = ["SweepReport", "sweep"]
+
+logger = logging.getLogger("renewal")
+
+
+@dataclass
+class SweepReport:
+    """What one sweep run did.
+
+    Attributes:
+        resumed: outcomes of renewals resumed from the journal.
+        started: outcomes of renewals started because a certificate entered its window.
+        deliveries_sent: outbox rows delivered.
+        deliveries_failed: outbox rows that failed again (or were dead-lettered).
+        alarms: certificates whose renewal keeps failing close to expiry.
+        out_of_time: whether the budget ran out before the work did.
+    """
+
+    resumed: list[Outcome] = field(default_factory=list)
+    started: list[Outcome] = field(default_factory=list)
+    deliveries_sent: int = 0
+    deliveries_failed: int = 0
+    alarms: list[str] = field(default_factory=list)
+    out_of_time: bool = False
+
+
+def sweep(
+    runtime: Runtime, *, budget_seconds: float | None = None, monotonic: Callable[[], float] = time.monotonic
+) -> SweepReport:
+    """Run one sweep; see the module docstring. Never raises for one certificate's failure.
+
+    Raises:
+        RetryableError: the journal is unreachable (the next run tries again).
+    """
+    settings = runtime.settings
+    deadline = monotonic() + (budget_seconds if budget_seconds is not None else settings.sweep_budget_seconds)
+    report = SweepReport()
+    vault_names = [v.name for v in settings.vaults.values()]
+    now = runtime.clock()
+
+    for record in runtime.journal.due_records(now.timestamp(), vault_names):
+        if monotonic() >= deadline:
+            report.out_of_time = True
+            break
+        outcome = _run(runtime, _request_for(runtime, record.vault_name, record.certificate_name))
+        if outcome is not None:
+            report.resumed.append(outcome)
+
+    due_items = [
+        item
+        for item in runtime.journal.outbox(vault_names)
+        if item.status == "pending" and item.next_attempt_at <= runtime.clock().timestamp()
+    ]
+    deliverer = runtime.deliverer()
+    for item in due_items:
+        if monotonic() >= deadline:
+            report.out_of_time = True
+            break
+        for delivery in deliverer.send([item]):
+            if delivery.delivered:
+                report.deliveries_sent += 1
+            else:
+                report.deliveries_failed += 1
+
+    records = {(r.vault_name.lower(), r.certificate_name.lower()): r for r in runtime.journal.records(vault_names)}
+    for vault in settings.vaults.values():
+        if monotonic() >= deadline:
+            report.out_of_time = True
+            break
+        try:
+            listed = runtime.keyvault.vault(vault.url).list_certificate_properties()
+        except RenewalError as exc:
+            logger.warning("sweep could not list vault=%s reason=%s: %s", vault.name, exc.reason, exc.message)
+            continue
+        for properties in listed:
+            if monotonic() >= deadline:
+                report.out_of_time = True
+                break
+            known = records.get((vault.name.lower(), properties.name.lower()))
+            if known is not None and known.under_way:
+                continue
+            if not _managed(properties.tags, runtime) or properties.not_before is None or properties.expires_on is None:
+                continue
+            start = renewal_window_start(
+                not_before=properties.not_before,
+                expires_on=properties.expires_on,
+                tags=properties.tags,
+                fraction=settings.window_fraction,
+                jitter=settings.window_jitter,
+                key=f"{vault.name}/{properties.name}",
+            )
+            if runtime.clock() < start:
+                continue
+            outcome = _run(runtime, _request_for(runtime, vault.name, properties.name))
+            if outcome is not None:
+                report.started.append(outcome)
+
+    report.alarms = _alarms(runtime, vault_names)
+    logger.info(
+        "sweep resumed=%d started=%d deliveries_sent=%d deliveries_failed=%d alarms=%d out_of_time=%s",
+        len(report.resumed),
+        len(report.started),
+        report.deliveries_sent,
+        report.deliveries_failed,
+        len(report.alarms),
+        report.out_of_time,
+    )
+    return report
+
+
+def _run(runtime: Runtime, request: RenewalRequest | None) -> Outcome | None:
+    if request is None:
+        return None
+    try:
+        return renew(request, runtime)
+    except RenewalError:  # renew raises only for event deliveries; kept for safety
+        return None
+
+
+def _request_for(runtime: Runtime, vault_name: str, certificate_name: str) -> RenewalRequest | None:
+    vault = runtime.settings.vaults.get(vault_name.lower())
+    if vault is None:
+        return None
+    return RenewalRequest(
+        vault_name=vault.name,
+        vault_url=vault.url,
+        certificate_name=certificate_name,
+        version=None,
+        not_before=None,
+        expires_on=None,
+        event_type="sweep",
+        event_id=None,
+        trigger="sweep",
+    )
+
+
+def _managed(tags: dict[str, str], runtime: Runtime) -> bool:
+    tagged = any(k.strip().lower() == CA_PROFILE_TAG for k in tags)
+    return tagged or runtime.settings.default_ca_profile is not None
+
+
+def _alarms(runtime: Runtime, vault_names: list[str]) -> list[str]:
+    """Certificates whose renewal keeps failing with fewer than ``alert_days`` left: loud, every run."""
+    now = runtime.clock()
+    horizon = now + timedelta(days=runtime.settings.alert_days)
+    alarms = []
+    for record in runtime.journal.records(vault_names):
+        if not record.last_reason or not record.under_way or record.expires_on is None:
+            continue
+        expires = datetime.fromtimestamp(record.expires_on, UTC)
+        if expires > horizon:
+            continue
+        alarms.append(f"{record.vault_name}/{record.certificate_name}")
+        log_outcome(_alarm_outcome(record, expires, now), logger)
+    return alarms
+
+
+def _alarm_outcome(record: RenewalRecord, expires: datetime, now: datetime) -> Outcome:
+    left = expires - now
+    return Outcome(
+        status="failed",
+        reason="expiry_at_risk",
+        message=(
+            f"the renewal keeps failing ({record.last_reason}: {(record.last_error or '')[:200]}) and the "
+            f"certificate expires {expires.isoformat(timespec='minutes')}, in {left.total_seconds() / 86400:.1f} days"
+        ),
+        vault_name=record.vault_name,
+        certificate_name=record.certificate_name,
+        ca_profile=record.ca_profile,
+        previous_version=record.previous_version,
+        trigger="sweep",
+    )

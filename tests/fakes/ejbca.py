@@ -1,0 +1,122 @@
+"""A loopback HTTPS fake of EJBCA's REST ``pkcs10enroll``, with TLS client authentication.
+
+- ``POST /ejbca/ejbca-rest-api/v1/certificate/pkcs10enroll`` with ``{"certificate_request", "certificate_profile_name",
+  "end_entity_profile_name", "certificate_authority_name", "username", "password"?, "include_chain",
+  "account_binding_id"?}`` → 201 ``{"certificate": base64 DER, "serial_number", "response_format": "DER",
+  "certificate_chain": [base64 DER, ...]}`` (the chain only with ``include_chain``);
+- the TLS handshake asks for a client certificate and verifies it against ``LoopbackTls``'s CA (a certificate from
+  another CA fails the handshake); a request without one gets 403, as EJBCA answers an unauthorized client;
+- errors in EJBCA's shape ``{"error_code", "error_message"}``: 404 for an unknown CA, 400 for an unknown profile
+  or an unreadable request, 503 when told to go ``down``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from renewal.ca import Issued, LocalCA, SigningRequest
+from tests.fakes.est import LoopbackTls, serve_tls
+
+__all__ = ["FakeEjbca", "running"]
+
+_PATH = "/ejbca/ejbca-rest-api/v1/certificate/pkcs10enroll"
+
+
+@dataclass
+class FakeEjbca:
+    """EJBCA's enrollment endpoint on loopback HTTPS; records each enrollment's fields (never the password)."""
+
+    ca: LocalCA
+    chain: tuple[x509.Certificate, ...]
+    tls: LoopbackTls
+    ca_name: str = "Corp Issuing CA 1"
+    certificate_profiles: frozenset[str] = frozenset({"TLSServer"})
+    end_entity_profiles: frozenset[str] = frozenset({"KeyVault"})
+    down: bool = False
+    enrollments: list[dict[str, Any]] = field(default_factory=list)
+    client_subjects: list[str] = field(default_factory=list)
+    url: str = ""
+    _server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+                status, answer = fake._answer(self.path, body, peer)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server, self.url = serve_tls(Handler, self.tls.server_context(client_certificates="optional"))
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _answer(self, path: str, body: bytes, peer: Any) -> tuple[int, dict[str, Any]]:
+        if self.down:
+            return 503, {"error_code": 503, "error_message": "Service unavailable"}
+        if not peer:
+            return 403, {"error_code": 403, "error_message": "Not authorized to resource /ra_functionality/create."}
+        self.client_subjects.append(str(dict(x[0] for x in peer["subject"]).get("commonName")))
+        if path != _PATH:
+            return 404, {"error_code": 404, "error_message": "HTTP 404 Not Found"}
+        try:
+            request = json.loads(body)
+            csr = x509.load_pem_x509_csr(str(request["certificate_request"]).encode())
+        except (ValueError, KeyError, TypeError):
+            return 400, {"error_code": 400, "error_message": "Failed to parse the certificate request."}
+        self.enrollments.append({k: v for k, v in request.items() if k not in ("password", "certificate_request")})
+        if request.get("certificate_authority_name") != self.ca_name:
+            return 404, {
+                "error_code": 404,
+                "error_message": f"CA with name {request.get('certificate_authority_name')} doesn't exist.",
+            }
+        if request.get("certificate_profile_name") not in self.certificate_profiles:
+            return 400, {"error_code": 400, "error_message": "Certificate profile not found or not authorized."}
+        if request.get("end_entity_profile_name") not in self.end_entity_profiles:
+            return 400, {"error_code": 400, "error_message": "End entity profile not found or not authorized."}
+        issued = self.ca.submit(SigningRequest(csr.public_bytes(serialization.Encoding.DER), "ejbca", "enrolled"))
+        assert isinstance(issued, Issued)
+        leaf = x509.load_pem_x509_certificate(issued.leaf_pem.encode())
+        chain = list(reversed(self.chain)) if request.get("include_chain") else []
+        return 201, {
+            "certificate": _der_b64(leaf),
+            "serial_number": f"{leaf.serial_number:X}",
+            "response_format": "DER",
+            "certificate_chain": [_der_b64(c) for c in chain],
+        }
+
+
+def _der_b64(certificate: x509.Certificate) -> str:
+    return base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()
+
+
+@contextmanager
+def running(fake: FakeEjbca) -> Iterator[FakeEjbca]:
+    """Serve ``fake`` on loopback for the duration of the block."""
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

@@ -1,0 +1,195 @@
+"""A loopback fake of Vault's HTTP API, as far as the renewal app uses it, following Vault's API documentation.
+
+- ``POST /v1/{mount}/sign/{role}`` (PKI secrets engine): ``{"csr", "common_name"?, "alt_names"?, "ttl"?,
+  "format"?}`` → ``{"data": {"certificate", "issuing_ca", "ca_chain", "serial_number", "expiration"}}``;
+- ``POST /v1/auth/{approle}/login`` with ``{"role_id", "secret_id"}`` and ``POST /v1/auth/{azure}/login`` with
+  ``{"role", "jwt", ...}`` → ``{"auth": {"client_token", "lease_duration", "renewable"}}``;
+- errors as Vault gives them, ``{"errors": ["..."]}``: 403 ``permission denied`` for a missing, unknown or expired
+  token (or the wrong namespace), 400 for an unreadable CSR, an unknown role or a name the role does not allow,
+  404 for an unknown mount, 503 ``Vault is sealed`` when told to go down.
+
+It signs with a throw-away ``LocalCA`` and records each request's path and headers for the tests to inspect.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from renewal.ca import Issued, LocalCA, SigningRequest
+
+__all__ = ["FakeVault", "RecordedRequest", "running"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request the fake received (headers lower-cased; bodies are not kept)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class FakeVault:
+    """Vault's PKI sign endpoint and two auth methods; set ``down`` to answer 503 like a sealed Vault."""
+
+    ca: LocalCA
+    root_token: str = "fake-root-token"
+    mount: str = "pki"
+    roles: dict[str, list[str] | None] = field(default_factory=lambda: {"web": None})
+    namespace: str | None = None
+    approle: tuple[str, str] | None = None
+    azure: tuple[str, str] | None = None
+    lease_duration: int = 3600
+    down: bool = False
+    requests: list[RecordedRequest] = field(default_factory=list)
+    logins: int = 0
+    _tokens: dict[str, float] = field(default_factory=dict)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                fake.requests.append(
+                    RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()})
+                )
+                status, answer = fake._answer(self.path, dict(self.headers.items()), body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        if self.down:
+            return 503, {"errors": ["Vault is sealed"]}
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            return 400, {"errors": ["failed to parse JSON input"]}
+        namespace = {k.lower(): v for k, v in headers.items()}.get("x-vault-namespace")
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["v1", "auth"] and len(parts) == 4 and parts[3] == "login":
+            return self._login(parts[2], request)
+        if len(parts) == 4 and parts[0] == "v1" and parts[2] == "sign":
+            token = {k.lower(): v for k, v in headers.items()}.get("x-vault-token", "")
+            if not self._valid(token) or namespace != self.namespace:
+                return 403, {"errors": ["permission denied"]}
+            if parts[1] != self.mount:
+                return 404, {"errors": [f'no handler for route "{parts[1]}/sign/{parts[3]}". route entry not found.']}
+            return self._sign(parts[3], request)
+        return 404, {"errors": ["route entry not found"]}
+
+    def _valid(self, token: str) -> bool:
+        if token and secrets.compare_digest(token, self.root_token):
+            return True
+        expires = self._tokens.get(token)
+        return expires is not None and time.monotonic() < expires
+
+    def _login(self, method: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if method == "approle" and self.approle is not None:
+            if (request.get("role_id"), request.get("secret_id")) != self.approle:
+                return 400, {"errors": ["invalid role or secret ID"]}
+        elif method == "azure" and self.azure is not None:
+            role, jwt = self.azure
+            if request.get("role") != role:
+                return 400, {"errors": [f'role "{request.get("role")}" could not be found']}
+            if request.get("jwt") != jwt:
+                return 403, {"errors": ["permission denied"]}
+        else:
+            return 404, {"errors": ["route entry not found"]}
+        self.logins += 1
+        token = "hvs." + secrets.token_urlsafe(18)
+        self._tokens[token] = time.monotonic() + self.lease_duration
+        return 200, {
+            "auth": {
+                "client_token": token,
+                "accessor": secrets.token_urlsafe(8),
+                "policies": ["default", "pki-sign"],
+                "lease_duration": self.lease_duration,
+                "renewable": True,
+            }
+        }
+
+    def _sign(self, role: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if role not in self.roles:
+            return 400, {"errors": [f"unknown role: {role}"]}
+        try:
+            csr = x509.load_pem_x509_csr(str(request.get("csr", "")).encode())
+        except ValueError:
+            return 400, {"errors": ["certificate request could not be parsed"]}
+        allowed = self.roles[role]
+        if allowed is not None:
+            for name in _names(csr):
+                if not any(name == d or name.endswith("." + d) for d in allowed):
+                    return 400, {"errors": [f"common name {name} not allowed by this role"]}
+        issued = self.ca.submit(SigningRequest(csr.public_bytes(Encoding.DER), "fake-vault", "signed"))
+        assert isinstance(issued, Issued)
+        leaf = x509.load_pem_x509_certificate(issued.leaf_pem.encode())
+        return 200, {
+            "request_id": secrets.token_hex(8),
+            "lease_id": "",
+            "renewable": False,
+            "lease_duration": 0,
+            "data": {
+                "certificate": issued.leaf_pem.strip(),
+                "issuing_ca": issued.chain_pem[0].strip(),
+                "ca_chain": [pem.strip() for pem in issued.chain_pem],
+                "serial_number": ":".join(f"{b:02x}" for b in leaf.serial_number.to_bytes(20, "big").lstrip(b"\0")),
+                "expiration": int(leaf.not_valid_after_utc.timestamp()),
+            },
+            "wrap_info": None,
+            "warnings": None,
+            "auth": None,
+        }
+
+
+def _names(csr: x509.CertificateSigningRequest) -> list[str]:
+    names = [str(a.value) for a in csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    with suppress(x509.ExtensionNotFound):
+        names += csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    return names
+
+
+@contextmanager
+def running(fake: FakeVault) -> Iterator[FakeVault]:
+    """Serve ``fake`` on loopback for the duration of the block."""
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

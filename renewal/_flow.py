@@ -506,7 +506,7 @@ def _within_budget(moment: datetime, record: RenewalRecord, now: datetime) -> da
     if record.expires_on is None:
         return moment
     latest = datetime.fromtimestamp(record.expires_on, UTC) - _EXPIRY_MARGIN
-    return max(min(moment, latest), now + timedelta(seconds=30))
+    return moment if moment <= latest else max(latest, now)
 
 
 def _split_pem(bundle: str | None) -> tuple[str, ...]:

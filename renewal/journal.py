@@ -332,13 +332,19 @@ class Journal:
         return [_record_from(e) for e in self._query(_RECORD, vault_names)]
 
     def due_records(self, now: float, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]:
-        """Records with a renewal under way that is due: its retry time has come, or its claim lapsed."""
+        """Records with a renewal under way that is due: its retry time has come, or its claim lapsed.
+
+        A record with no retry time failed for good (permanent error): only a new event or a manual renewal
+        takes it up again.
+        """
         due = []
         for record in self.records(vault_names):
             if not record.under_way:
                 continue
             claim_lapsed = record.claim_owner and (record.claim_expires_at or 0) <= now
-            unclaimed_and_due = not record.claim_owner and (record.next_attempt_at or 0) <= now
+            unclaimed_and_due = (
+                not record.claim_owner and record.next_attempt_at is not None and record.next_attempt_at <= now
+            )
             if claim_lapsed or unclaimed_and_due:
                 due.append(record)
         return sorted(due, key=lambda r: r.next_attempt_at or 0)

@@ -90,6 +90,24 @@ for path in bicep_files:
         continue
     if not parsed.get("resources") and not parsed.get("modules"):
         problems.append(f"infra: {path} declares no resource or module")
+# Least privilege, as the templates promise: no broad role by id, and every role assignment named with guid(...)
+# and preceded by a comment naming its role.
+BROAD_ROLES = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+}
+for path in bicep_files:
+    lines = path.read_text().splitlines()
+    for role_id, role in BROAD_ROLES.items():
+        if any(role_id in line.lower() for line in lines):
+            problems.append(f"infra: {path} assigns {role}")
+    for number, line in enumerate(lines):
+        if "'Microsoft.Authorization/roleAssignments@" in line and line.startswith("resource "):
+            if not lines[number - 1].startswith("//"):
+                problems.append(f"infra: {path}:{number + 1}: role assignment without a comment naming its role")
+            if not lines[number + 1].strip().startswith("name: guid("):
+                problems.append(f"infra: {path}:{number + 1}: role assignment not named with guid(...)")
 workflows = sorted(pathlib.Path(".github/workflows").glob("*.y*ml"))
 if not workflows:
     problems.append("workflows: no files in .github/workflows")

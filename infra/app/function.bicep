@@ -116,7 +116,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
     }
   }
-
 }
 
 output functionAppId string = functionApp.id

@@ -36,6 +36,7 @@ from renewal.config import resolve_secret_setting, url_problem
 from renewal.errors import ConfigurationError, RetryableError
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "ClientCertificate",
     "ProfileOptions",
     "client_certificate_from_settings",
@@ -146,8 +147,8 @@ def client_certificate_from_settings(options: ProfileOptions, environ: Mapping[s
     ``client_pem_setting`` names one holding the PEM certificate and unencrypted key, in either order.
 
     Raises:
-        ConfigurationError: both or neither-but-password are given, or the setting cannot be read as a
-            certificate with its key (names the setting, never its value).
+        ConfigurationError: both settings are given, or a password without the PKCS#12, or the setting cannot
+            be read as a certificate with its key (names the setting, never its value).
     """
     pfx_setting = options.string("client_pfx_setting")
     pem_setting = options.string("client_pem_setting")

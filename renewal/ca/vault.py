@@ -2,33 +2,32 @@
 
 Profile options (``RENEWAL_CA_PROFILES``, adapter ``vault``):
 
-==========================  ========  ===================  ==================================================
-option                      type      default              meaning
-==========================  ========  ===================  ==================================================
-``url``                     string    (required)           Vault's address, ``https://vault.example:8200``
-``role``                    string    (required)           the PKI role that signs
-``mount``                   string    ``pki``              the PKI secrets engine's mount path
-``namespace``               string    none                 Vault Enterprise / OpenBao namespace
-                                                           (``X-Vault-Namespace``)
-``ttl``                     string    role's default       requested lifetime, e.g. ``2160h``
-``names_from_csr``          bool      ``false``            also send ``common_name``/``alt_names``/
-                                                           ``ip_sans`` read from the CSR (for roles with
-                                                           ``use_csr_common_name=false``)
-``token_setting``           string    -                        app setting holding a Vault token
-``role_id``                 string    -                        AppRole role id (with ``secret_id_setting``)
-``secret_id_setting``       string    -                        app setting holding the AppRole secret id
-``approle_mount``           string    ``approle``          where the AppRole auth method is mounted
-``azure_role``              string    -                        role of Vault's Azure auth method
-``azure_mount``             string    ``azure``            where the Azure auth method is mounted
-``azure_resource``          string    ``https://manageme   audience of the managed identity token
-                                      nt.azure.com/``
-``subscription_id``,        string    none                 sent to the Azure auth login when given (roles
-``resource_group_name``,                                   bound to them need them)
-``vm_name``, ``vmss_name``,
-``resource_id``
-``ca_bundle_path``          string    system trust         PEM file of the CA that signed Vault's TLS cert
-``timeout``                 number    ``30``               seconds per HTTP request
-==========================  ========  ===================  ==================================================
+==============================  ======  ==============  ===============================================
+option                          type    default         meaning
+==============================  ======  ==============  ===============================================
+``url``                         string  (required)      Vault's address, ``https://vault.example:8200``
+``role``                        string  (required)      the PKI role that signs
+``mount``                       string  ``pki``         the PKI secrets engine's mount path
+``namespace``                   string  none            namespace (``X-Vault-Namespace``), Vault
+                                                        Enterprise or OpenBao
+``ttl``                         string  role's default  requested lifetime, e.g. ``2160h``
+``names_from_csr``              bool    ``false``       also send ``common_name``, ``alt_names`` and
+                                                        ``ip_sans`` read from the CSR (for roles with
+                                                        ``use_csr_common_name=false``)
+``token_setting``               string  none            app setting holding a Vault token
+``role_id``                     string  none            AppRole role id (with ``secret_id_setting``)
+``secret_id_setting``           string  none            app setting holding the AppRole secret id
+``approle_mount``               string  ``approle``     where the AppRole auth method is mounted
+``azure_role``                  string  none            role of Vault's Azure auth method
+``azure_mount``                 string  ``azure``       where the Azure auth method is mounted
+``azure_resource``              string  ARM             audience of the managed identity token; default
+                                                        ``https://management.azure.com/``
+``subscription_id`` and others  string  none            ``subscription_id``, ``resource_group_name``,
+                                                        ``vm_name``, ``vmss_name``, ``resource_id``: sent
+                                                        to the Azure login when given
+``ca_bundle_path``              string  system trust    PEM file of the CA that signed Vault's TLS cert
+``timeout``                     number  ``30``          seconds per HTTP request
+==============================  ======  ==============  ===============================================
 
 Exactly one of ``token_setting``, ``role_id`` + ``secret_id_setting``, ``azure_role`` is given. Example::
 

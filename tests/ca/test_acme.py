@@ -7,7 +7,7 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,7 +60,7 @@ def pebble_eab(tmp_path_factory: pytest.TempPathFactory, dns_server: ChallTestSe
         yield server
 
 
-def _adapter(options: dict[str, object], environ: dict[str, str] | None = None) -> CAAdapter:
+def _adapter(options: Mapping[str, object], environ: dict[str, str] | None = None) -> CAAdapter:
     return adapter_for(CAProfile("corp-acme", "acme", options), environ or {})
 
 

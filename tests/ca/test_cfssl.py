@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +26,7 @@ def cfssl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CfsslServer]:
         yield server
 
 
-def _adapter(options: dict[str, object], environ: dict[str, str] | None = None) -> CAAdapter:
+def _adapter(options: Mapping[str, object], environ: dict[str, str] | None = None) -> CAAdapter:
     return adapter_for(CAProfile("corp-cfssl", "cfssl", options), environ or {})
 
 

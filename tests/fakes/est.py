@@ -37,7 +37,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from renewal.ca import Issued, LocalCA, SigningRequest
 
-__all__ = ["FakeEst", "LoopbackTls", "running"]
+__all__ = ["FakeEst", "LoopbackTls", "running", "serve_tls"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.worker.host_protos import HostProtos, request
+from tests.worker.host_protos import start_worker
 
 pytestmark = pytest.mark.worker
 
@@ -20,17 +19,8 @@ APP_DIR = Path(__file__).resolve().parents[2]
 def indexed() -> dict[str, object]:
     """Run the worker's init (which indexes the app) and metadata requests, as the host does at startup."""
     if sys.version_info[:2] != (3, 13):
-        pytest.fail("the worker check runs on Python 3.13 (make worker-check builds that environment)")
-    import azure_functions_runtime as worker
-
-    init = request(
-        properties={"host": "127.0.0.1", "protos": HostProtos},
-        request=request(worker_init_request=request(capabilities={}, function_app_directory=str(APP_DIR))),
-    )
-    init_response = asyncio.run(worker.worker_init_request(init))
-    assert init_response.result.status == HostProtos.StatusResult.Success, init_response.result.exception
-    metadata = asyncio.run(worker.functions_metadata_request(request(properties={}, request=request())))
-    assert metadata.result.status == HostProtos.StatusResult.Success
+        pytest.fail("the worker check runs on Python 3.13 (make pytest-py313 builds that environment)")
+    metadata = start_worker(str(APP_DIR))
     return {fn.name: fn for fn in metadata.function_metadata_results}
 
 

@@ -20,7 +20,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +32,7 @@ from renewal.config import Settings
 from renewal.deliveries import Deliverer, queue_for
 from renewal.errors import RenewalError, RetryableError, VerificationError
 from renewal.intake import Ignored, RenewalRequest
-from renewal.journal import ClaimLostError, Journal, RenewalRecord, table_client_from_environ
+from renewal.journal import ClaimLostError, Journal, OutboxItem, RenewalRecord, table_client_from_environ
 from renewal.keyvault import (
     RENEWED_BY_VALUE,
     TAG_PREVIOUS_VERSION,
@@ -481,12 +481,30 @@ def _record_failure(runtime: Runtime, claim: _Claim, exc: RenewalError, outcome:
         last_reason=exc.reason,
         last_error=exc.message[:500],
     )
-    _release(claim, outcome, failed)
+    announcements = []
+    if runtime.settings.outcome_topic_endpoint and outcome.vault_name:
+        vault = runtime.settings.vaults.get(outcome.vault_name.lower())
+        announcements = queue_for(
+            runtime.settings,
+            outcome,
+            verified=None,
+            vault_url=vault.url if vault else "",
+            tags={},
+            now=now,
+            occurrence=f"{record.csr_sha256}/{attempts}",
+        )
+    _release(claim, outcome, failed, outbox=announcements)
+    if announcements:
+        queued = {item.webhook_id for item in announcements}
+        stored = runtime.journal.outbox([record.vault_name], certificate_name=record.certificate_name)
+        runtime.deliverer().send([item for item in stored if item.webhook_id in queued])
 
 
-def _release(claim: _Claim, outcome: Outcome, record: RenewalRecord | None = None) -> None:
+def _release(
+    claim: _Claim, outcome: Outcome, record: RenewalRecord | None = None, *, outbox: Sequence[OutboxItem] = ()
+) -> None:
     try:
-        claim.journal.release((record or claim.record).with_outcome(_history_entry(outcome)))
+        claim.journal.release((record or claim.record).with_outcome(_history_entry(outcome)), outbox=outbox)
     except ClaimLostError:
         logger.debug("claim of %s lost before release; the new holder owns the record", outcome.certificate_name)
     except RetryableError as exc:

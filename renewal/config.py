@@ -193,7 +193,7 @@ class Settings:
             sweep_budget_seconds=_number(environ, SWEEP_BUDGET, 120.0, low=5.0, high=3600.0),
             window_fraction=_number(environ, WINDOW_FRACTION, 2 / 3, low=0.05, high=0.99),
             window_jitter=_number(environ, WINDOW_JITTER, 0.02, low=0.0, high=0.2),
-            webhook_max_age_hours=_number(environ, WEBHOOK_MAX_AGE, 24.0, low=0.01, high=24.0 * 30),
+            webhook_max_age_hours=_number(environ, WEBHOOK_MAX_AGE, 24.0, low=0.0001, high=24.0 * 30),
             alert_days=_number(environ, ALERT_DAYS, 7.0, low=0.0, high=365.0),
             outcome_topic_endpoint=topic,
             claim_seconds=_number(environ, CLAIM_SECONDS, 600.0, low=1.0, high=86400.0),

@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from renewal.journal import Journal, OutboxItem
@@ -44,16 +44,19 @@ def queue_for(
     vault_url: str,
     tags: Mapping[str, str],
     now: datetime,
+    occurrence: str = "",
 ) -> list[OutboxItem]:
-    """The outbox rows that announce ``outcome``: one per matching webhook, and one for the topic if configured.
+    """The outbox rows that announce ``outcome``: one per matching webhook (renewals only), and one for the topic
+    if configured.
 
-    Ids are derived from (vault, certificate, version, endpoint), so queuing the same announcement twice gives the
-    same rows and receivers see the same ``webhook-id`` on every redelivery.
+    Ids are derived from (vault, certificate, version, status, ``occurrence``, endpoint), so queuing the same
+    announcement twice gives the same rows and receivers see the same ``webhook-id`` on every redelivery;
+    ``occurrence`` tells apart announcements that would otherwise share them (two failures of one renewal).
     """
     assert outcome.vault_name is not None
     assert outcome.certificate_name is not None
     version = outcome.new_version or ""
-    key = f"{outcome.vault_name}/{outcome.certificate_name}/{version}/{outcome.status}".lower()
+    key = f"{outcome.vault_name}/{outcome.certificate_name}/{version}/{outcome.status}/{occurrence}".lower()
     payload = build_payload(
         outcome, verified=verified, vault_url=vault_url, now=now, event_id=str(uuid.uuid5(_NAMESPACE, key))
     )
@@ -137,6 +140,7 @@ class Deliverer:
             age_hours = (now - item.created_at) / 3600
             if age_hours >= self._settings.webhook_max_age_hours:
                 updated = replace(item, status="dead", attempts=attempts, last_error=delivery.error)
+                self._announce_dead_letter(updated, now)
                 logger.error(
                     "delivery dead-lettered endpoint=%s webhook_id=%s vault=%s certificate=%s version=%s "
                     "attempts=%d age_hours=%.1f last_error=%s",
@@ -155,6 +159,32 @@ class Deliverer:
                 delay *= self._rng.uniform(0.8, 1.2)
                 updated = replace(item, attempts=attempts, next_attempt_at=now + delay, last_error=delivery.error)
         return delivery, self._journal.save_outbox(updated)
+
+    def _announce_dead_letter(self, item: OutboxItem, now: float) -> None:
+        """Tell the outcome topic a delivery was given up on (DESIGN §4: "announced as a failure event")."""
+        if item.endpoint == TOPIC_ENDPOINT or not self._settings.outcome_topic_endpoint:
+            return
+        vault = self._settings.vaults.get(item.vault_name.lower())
+        outcome = Outcome(
+            status="failed",
+            reason="delivery_dead_lettered",
+            message=f"delivery {item.webhook_id} to endpoint {item.endpoint} failed for "
+            f"{self._settings.webhook_max_age_hours:g} h and was given up: {item.last_error}",
+            vault_name=item.vault_name,
+            certificate_name=item.certificate_name,
+            new_version=item.version or None,
+        )
+        moment = datetime.fromtimestamp(now, UTC)
+        items = queue_for(
+            self._settings,
+            outcome,
+            verified=None,
+            vault_url=vault.url if vault else "",
+            tags={},
+            now=moment,
+            occurrence=item.webhook_id,
+        )
+        self._journal.add_outbox(items)
 
     def _attempt(self, item: OutboxItem) -> Delivery:
         try:

@@ -314,14 +314,24 @@ class Journal:
             ) from exc
         return replace(record, etag=results[0].get("etag"))
 
-    def release(self, record: RenewalRecord) -> RenewalRecord:
-        """Save ``record`` without its claim, so the next event or sweep can act on the certificate.
+    def release(self, record: RenewalRecord, *, outbox: Sequence[OutboxItem] = ()) -> RenewalRecord:
+        """Save ``record`` without its claim (with any new outbox rows), so the next event or sweep can act.
 
         Raises:
             ClaimLostError: the record changed under us.
             RetryableError: storage is unavailable.
         """
-        return self.save(replace(record, claim_owner=None, claim_expires_at=None))
+        return self.save(replace(record, claim_owner=None, claim_expires_at=None), outbox=outbox)
+
+    def add_outbox(self, items: Sequence[OutboxItem]) -> None:
+        """Queue outbox rows on their own (announcements that belong to no claimed renewal).
+
+        Raises:
+            RetryableError: storage is unavailable.
+        """
+        for item in items:
+            with _storage("queue an outbox row"):
+                self._ensure_table().upsert_entity(_outbox_entity(item), mode="replace")  # type: ignore[arg-type]
 
     def records(self, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]:
         """Every renewal record (of the given vaults).

@@ -55,7 +55,10 @@ class OutcomeTopic:
             datacontenttype="application/json",
         )
         try:
-            self._publisher().send([event])
+            # For basic topics, azure-eventgrid 4.22 drops the client's keyword arguments (transport options
+            # included); per-call options reach the transport.
+            options = {"connection_verify": self._connection_verify} if self._connection_verify else {}
+            self._publisher().send([event], **options)
         except HttpResponseError as exc:
             return Delivery(
                 "eventgrid-topic", webhook_id, False, 1, exc.status_code, f"topic answered {exc.status_code}"
@@ -78,10 +81,7 @@ class OutcomeTopic:
                 from azure.identity import DefaultAzureCredential
 
                 credential = DefaultAzureCredential()
-            kwargs: dict[str, Any] = {"retry_total": 2}
-            if self._connection_verify:
-                kwargs["connection_verify"] = self._connection_verify
-            self._client = EventGridPublisherClient(self._endpoint, credential, **kwargs)
+            self._client = EventGridPublisherClient(self._endpoint, credential)
         return self._client
 
 

@@ -580,10 +580,10 @@ def _problem(
     error: messages.Error, status: int | None, retry_after: float | None, context: str
 ) -> PermanentError | RetryableError:
     code = error.code or str(error.typ).rsplit(":", 1)[-1] or "unknown"
-    reason = "acme_" + re.sub(r"(?<!^)(?=[A-Z])", "_", code).lower()
+    reason = "acme_" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", code).lower()
     detail = (error.detail or error.title or "")[:300]
     text = f"{context}: {code}" + (f": {detail}" if detail else "")
-    if code in _RETRYABLE_PROBLEMS or (status is not None and status >= 500):
+    if code in _RETRYABLE_PROBLEMS or (status is not None and (status >= 500 or status == 429)):
         return RetryableError(text, reason=reason, retry_after=retry_after)
     return PermanentError(text, reason=reason)
 

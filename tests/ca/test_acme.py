@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -132,6 +136,77 @@ def test_dns01_is_validated_through_challtestsrv_and_records_are_removed(
         history = requests.post(f"{dns.management_url}/dns-request-history", json={"host": host}, timeout=5).json()
         assert any(entry["Question"]["Qtype"] == 16 for entry in history), f"Pebble never looked up {host}"
         assert txt_records(dns.dns_address, host) == []
+
+
+@contextmanager
+def _refusing_acme_server(status: int, problem: str, retry_after: str) -> Iterator[str]:
+    """A loopback ACME server whose newAccount answers ``status`` and problem ``problem``; yields its directory."""
+
+    class Refusing(BaseHTTPRequestHandler):
+        def _reply(self, code: int, body: Mapping[str, object] | None, content_type: str = "application/json") -> None:
+            data = json.dumps(body).encode() if body is not None else b""
+            self.send_response(code)
+            self.send_header("Replay-Nonce", "AAAAAAAAAAAAAAAA")
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            if code >= 400:
+                self.send_header("Retry-After", retry_after)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            base = f"http://{self.headers['Host']}"
+            self._reply(
+                200, {"newNonce": f"{base}/nonce", "newAccount": f"{base}/account", "newOrder": f"{base}/order"}
+            )
+
+        def do_HEAD(self) -> None:
+            self._reply(200, None)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = {"type": f"urn:ietf:params:acme:error:{problem}", "detail": "refused by the test server"}
+            self._reply(status, body, "application/problem+json")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/dir"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "problem", "reason"),
+    [
+        (429, "rateLimited", "acme_rate_limited"),
+        (500, "serverInternal", "acme_server_internal"),
+        (503, "malformed", "acme_malformed"),
+    ],
+)
+def test_rate_limit_and_server_errors_are_retryable_with_retry_after(
+    pebble: PebbleServer, keyvault_signing_request: SigningRequest, status: int, problem: str, reason: str
+) -> None:
+    """rateLimited, serverInternal and any 5xx problem are RetryableError carrying the server's Retry-After."""
+    with _refusing_acme_server(status, problem, "120") as directory_url, pytest.raises(RetryableError) as caught:
+        _adapter(acme_options(pebble, directory_url=directory_url)).submit(keyvault_signing_request)
+    assert caught.value.reason == reason
+    assert caught.value.retry_after == 120
+
+
+@pytest.mark.parametrize("problem", ["badCSR", "caa", "malformed", "unauthorized"])
+def test_refusals_are_permanent_with_the_problem_type(
+    pebble: PebbleServer, keyvault_signing_request: SigningRequest, problem: str
+) -> None:
+    """A 4xx problem other than rateLimited is PermanentError acme_<problem type in snake case>."""
+    with _refusing_acme_server(400, problem, "5") as directory_url, pytest.raises(PermanentError) as caught:
+        _adapter(acme_options(pebble, directory_url=directory_url)).submit(keyvault_signing_request)
+    assert not isinstance(caught.value, RetryableError)
+    assert caught.value.reason == "acme_" + {"badCSR": "bad_csr"}.get(problem, problem)
 
 
 class _WrongValueDns:

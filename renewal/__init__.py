@@ -42,7 +42,7 @@ def renew_now(vault_name: str, certificate_name: str) -> tuple[int, str]:
 
 
 def status() -> tuple[int, str]:
-    """The journal's status as HTTP status and JSON. See ``renewal.status``."""
+    """The journal's status as HTTP status and JSON. See ``renewal.report``."""
     from renewal.app import status as report
 
     return report()

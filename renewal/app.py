@@ -15,7 +15,7 @@ from renewal.config import Settings
 from renewal.errors import RenewalError, RetryableError
 from renewal.intake import Ignored, RenewalRequest, parse_event
 from renewal.outcome import Outcome, log_outcome
-from renewal.status import status_report
+from renewal.report import status_report
 from renewal.sweep import SweepReport, sweep
 
 __all__ = [

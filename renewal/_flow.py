@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from renewal.ca import CAAdapter, CAProfile, Issued, Pending, SigningRequest, adapter_for
+from renewal.ca import CAAdapter, CAProfile, Issued, Pending, ReplacingCAAdapter, SigningRequest, adapter_for
 from renewal.config import Settings
 from renewal.deliveries import Deliverer, queue_for
 from renewal.errors import RenewalError, RetryableError, VerificationError
@@ -304,7 +305,16 @@ def _renew(request: RenewalRequest, runtime: Runtime, context: _Context, claim: 
     _step(request, "begin_version", f"resumed={pending.resumed} journal_step={record.step}")
     runtime.checkpoint("created")
 
-    answer = _ask_ca(request, adapter, claim, pending, policy=(state.validity_months, state.key_usage, state.ekus))
+    # ACME ARI: an order that names the certificate it replaces (RFC 9773 §5), when the current one is known.
+    previous_pem = _pem(snapshot.certificate_der) if isinstance(plan, Renew) and snapshot.certificate_der else None
+    answer = _ask_ca(
+        request,
+        adapter,
+        claim,
+        pending,
+        policy=(state.validity_months, state.key_usage, state.ekus),
+        previous_leaf_pem=previous_pem,
+    )
     _step(request, "ca", f"profile={profile.name} answer={type(answer).__name__.lower()}")
     if isinstance(answer, Pending):
         now = runtime.clock()
@@ -353,6 +363,7 @@ def _ask_ca(
     pending: PendingVersion,
     *,
     policy: tuple[int | None, tuple[str, ...], tuple[str, ...]],
+    previous_leaf_pem: str | None,
 ) -> Issued | Pending:
     """The CA's answer for this CSR: recorded earlier, polled, or asked for now (and recorded)."""
     record = claim.record
@@ -363,16 +374,18 @@ def _ask_ca(
     else:
         claim.save(replace(record, step="submitting"))
         validity_months, key_usage, ekus = policy
-        answer = adapter.submit(
-            SigningRequest(
-                csr_der=pending.csr_der,
-                vault_name=request.vault_name,
-                certificate_name=request.certificate_name,
-                validity_months=validity_months,
-                key_usage=key_usage,
-                ekus=ekus,
-            )
+        signing = SigningRequest(
+            csr_der=pending.csr_der,
+            vault_name=request.vault_name,
+            certificate_name=request.certificate_name,
+            validity_months=validity_months,
+            key_usage=key_usage,
+            ekus=ekus,
         )
+        if previous_leaf_pem and isinstance(adapter, ReplacingCAAdapter):
+            answer = adapter.submit_replacing(signing, previous_leaf_pem)
+        else:
+            answer = adapter.submit(signing)
     if isinstance(answer, Issued):
         claim.save(
             replace(
@@ -525,6 +538,10 @@ def _within_budget(moment: datetime, record: RenewalRecord, now: datetime) -> da
         return moment
     latest = datetime.fromtimestamp(record.expires_on, UTC) - _EXPIRY_MARGIN
     return moment if moment <= latest else max(latest, now)
+
+
+def _pem(der: bytes) -> str:
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
 def _split_pem(bundle: str | None) -> tuple[str, ...]:

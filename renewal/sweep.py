@@ -18,7 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from renewal._flow import Runtime, renew
+from renewal.ca import RenewalInfoSource
 from renewal.errors import RenewalError
 from renewal.intake import RenewalRequest
 from renewal.journal import RenewalRecord
@@ -117,7 +121,9 @@ def sweep(
                 jitter=settings.window_jitter,
                 key=f"{vault.name}/{properties.name}",
             )
-            if runtime.clock() < start:
+            if runtime.clock() < start and not _ca_suggests_renewal(
+                runtime, vault.url, properties.name, properties.tags
+            ):
                 continue
             outcome = _run(runtime, _request_for(runtime, vault.name, properties.name))
             if outcome is not None:
@@ -134,6 +140,31 @@ def sweep(
         report.out_of_time,
     )
     return report
+
+
+def _ca_suggests_renewal(runtime: Runtime, vault_url: str, name: str, tags: dict[str, str]) -> bool:
+    """Whether the certificate's CA suggests renewing it now (ACME ARI, RFC 9773 §4.2): an earlier start than ours.
+
+    Costs one Key Vault read and one CA request, and only for certificates whose profile's CA offers it.
+    """
+    settings = runtime.settings
+    tagged = next((v.strip() for k, v in tags.items() if k.strip().lower() == CA_PROFILE_TAG), None)
+    profile = settings.ca_profiles.get(tagged or settings.default_ca_profile or "")
+    if profile is None:
+        return False
+    try:
+        adapter = runtime.adapter(profile)
+        if not isinstance(adapter, RenewalInfoSource):
+            return False
+        snapshot = runtime.keyvault.vault(vault_url).read(name)
+        if not snapshot.certificate_der:
+            return False
+        pem = x509.load_der_x509_certificate(snapshot.certificate_der).public_bytes(serialization.Encoding.PEM)
+        window = adapter.suggested_window(pem.decode("ascii"))
+    except RenewalError as exc:
+        logger.warning("sweep could not ask the CA about certificate=%s reason=%s", name, exc.reason)
+        return False
+    return window is not None and window[0] <= runtime.clock()
 
 
 def _run(runtime: Runtime, request: RenewalRequest | None) -> Outcome | None:

@@ -8,11 +8,30 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 
-from renewal.ca._protocol import CAAdapter, CAProfile, Issued, Pending, SigningRequest
+from renewal.ca._protocol import (
+    CAAdapter,
+    CAProfile,
+    Issued,
+    Pending,
+    RenewalInfoSource,
+    ReplacingCAAdapter,
+    SigningRequest,
+)
 from renewal.ca.local import LocalCA
 from renewal.errors import ConfigurationError
 
-__all__ = ["ADAPTERS", "CAAdapter", "CAProfile", "Issued", "LocalCA", "Pending", "SigningRequest", "adapter_for"]
+__all__ = [
+    "ADAPTERS",
+    "CAAdapter",
+    "CAProfile",
+    "Issued",
+    "LocalCA",
+    "Pending",
+    "RenewalInfoSource",
+    "ReplacingCAAdapter",
+    "SigningRequest",
+    "adapter_for",
+]
 
 AdapterFactory = Callable[[CAProfile, Mapping[str, str]], CAAdapter]
 

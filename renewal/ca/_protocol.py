@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["CAAdapter", "CAProfile", "Issued", "Pending", "SigningRequest"]
+__all__ = ["CAAdapter", "CAProfile", "Issued", "Pending", "RenewalInfoSource", "ReplacingCAAdapter", "SigningRequest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +85,17 @@ class CAAdapter(Protocol):
     def submit(self, request: SigningRequest) -> Issued | Pending: ...
 
     def poll(self, reference: str) -> Issued | Pending: ...
+
+
+@runtime_checkable
+class ReplacingCAAdapter(Protocol):
+    """An adapter that can tell the CA which certificate a new one replaces (ACME ARI, RFC 9773 §5)."""
+
+    def submit_replacing(self, request: SigningRequest, previous_leaf_pem: str) -> Issued | Pending: ...
+
+
+@runtime_checkable
+class RenewalInfoSource(Protocol):
+    """An adapter whose CA suggests when to renew a certificate (ACME ARI, RFC 9773 §4.2)."""
+
+    def suggested_window(self, certificate_pem: str) -> tuple[datetime, datetime] | None: ...

@@ -53,8 +53,8 @@ __all__ = ["Runtime", "outcome_for_ignored", "renew"]
 
 logger = logging.getLogger("renewal")
 
-# Retries of a transient failure, from the sweep: 2 min doubling up to 6 h, with ±20 % jitter, never past expiry.
-_FIRST_RETRY = timedelta(minutes=2)
+# Retries of a transient failure, from the sweep: RENEWAL_RETRY_SECONDS doubling up to 6 h, with ±20 % jitter,
+# never past expiry.
 _LONGEST_RETRY = timedelta(hours=6)
 # Retries aim to finish this long before the certificate expires.
 _EXPIRY_MARGIN = timedelta(hours=1)
@@ -481,7 +481,8 @@ def _record_failure(runtime: Runtime, claim: _Claim, exc: RenewalError, outcome:
     attempts = record.attempts + 1
     next_attempt: float | None = None
     if isinstance(exc, RetryableError):
-        delay = min(_FIRST_RETRY * 2 ** (attempts - 1), _LONGEST_RETRY) * runtime.rng.uniform(0.8, 1.2)
+        first = timedelta(seconds=runtime.settings.retry_seconds)
+        delay = min(first * 2 ** (attempts - 1), _LONGEST_RETRY) * runtime.rng.uniform(0.8, 1.2)
         if exc.retry_after:
             delay = max(delay, timedelta(seconds=exc.retry_after))
         next_attempt = _within_budget(now + delay, record, now).timestamp()

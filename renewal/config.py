@@ -64,6 +64,7 @@ ALERT_DAYS = "RENEWAL_ALERT_DAYS"
 OUTCOME_TOPIC = "RENEWAL_OUTCOME_TOPIC_ENDPOINT"
 CLAIM_SECONDS = "RENEWAL_CLAIM_SECONDS"
 CA_POLL_SECONDS = "RENEWAL_CA_POLL_SECONDS"
+RETRY_SECONDS = "RENEWAL_RETRY_SECONDS"
 WEBHOOK_RETRY_SECONDS = "RENEWAL_WEBHOOK_RETRY_SECONDS"
 KEYVAULT_TIMEOUT = "RENEWAL_KEYVAULT_TIMEOUT_SECONDS"
 OUTCOME_TOPIC_KEY = "RENEWAL_OUTCOME_TOPIC_KEY_SETTING"
@@ -130,6 +131,7 @@ class Settings:
         outcome_topic_key: that topic's access key, or ``None`` for the managed identity.
         claim_seconds: how long a claim lasts before another worker may take it over.
         ca_poll_seconds: how soon to poll a CA that deferred without saying when.
+        retry_seconds: the first retry delay of a renewal that failed for now.
         webhook_retry_seconds: the first redelivery delay of a failed delivery.
         keyvault_timeout_seconds: connect and read timeout of each Key Vault request.
     """
@@ -151,6 +153,7 @@ class Settings:
     outcome_topic_key: str | None = field(default=None, repr=False)
     claim_seconds: float = 600.0
     ca_poll_seconds: float = 300.0
+    retry_seconds: float = 120.0
     webhook_retry_seconds: float = 60.0
     keyvault_timeout_seconds: float = 30.0
 
@@ -198,6 +201,7 @@ class Settings:
             outcome_topic_endpoint=topic,
             claim_seconds=_number(environ, CLAIM_SECONDS, 600.0, low=1.0, high=86400.0),
             ca_poll_seconds=_number(environ, CA_POLL_SECONDS, 300.0, low=0.0, high=86400.0),
+            retry_seconds=_number(environ, RETRY_SECONDS, 120.0, low=0.0, high=86400.0),
             webhook_retry_seconds=_number(environ, WEBHOOK_RETRY_SECONDS, 60.0, low=0.0, high=86400.0),
             keyvault_timeout_seconds=_number(environ, KEYVAULT_TIMEOUT, 30.0, low=0.5, high=300.0),
             outcome_topic_key=topic_key,

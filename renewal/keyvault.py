@@ -375,7 +375,9 @@ class VaultCertificates:
         merged = self._unthrottled(merge)
         properties = merged.properties
         if properties is None or not properties.version:
-            raise PermanentError(f"Key Vault's answer to the merge of {certificate_name} names no version")
+            raise RetryableError(
+                f"Key Vault's answer to the merge of {certificate_name} names no version", reason="keyvault_garbled"
+            )
         return MergedVersion(
             version=properties.version,
             certificate_id=merged.id or "",
@@ -446,6 +448,7 @@ def _translated(action: str, *, passthrough: tuple[type[BaseException], ...] = (
     """Turn SDK and transport errors into ``RetryableError`` / ``PermanentError`` with a safe message."""
     from azure.core.exceptions import (
         ClientAuthenticationError,
+        DecodeError,
         HttpResponseError,
         ResourceNotFoundError,
         ServiceRequestError,
@@ -464,6 +467,8 @@ def _translated(action: str, *, passthrough: tuple[type[BaseException], ...] = (
         raise PermanentError(
             f"Key Vault refused to {action}: {_service_message(exc)}", reason="keyvault_access_denied"
         ) from exc
+    except DecodeError as exc:
+        raise RetryableError(f"Key Vault's answer to {action} was not JSON", reason="keyvault_garbled") from exc
     except HttpResponseError as exc:
         status = exc.status_code or 0
         message = f"Key Vault could not {action}: HTTP {status} {_service_message(exc)}"
@@ -474,6 +479,12 @@ def _translated(action: str, *, passthrough: tuple[type[BaseException], ...] = (
         if status == 403:
             raise PermanentError(message, reason="keyvault_access_denied") from exc
         raise PermanentError(message, reason="keyvault_rejected") from exc
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        # The SDK's models raise these on an answer that lacks what Key Vault always sends (an id, a policy): a
+        # garbled answer, from a proxy or a fault, which a later attempt may not repeat.
+        raise RetryableError(
+            f"Key Vault's answer to {action} was malformed ({type(exc).__name__})", reason="keyvault_garbled"
+        ) from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise RetryableError(
             f"Key Vault could not be reached to {action}: {type(exc).__name__}", reason="keyvault_unreachable"

@@ -94,6 +94,12 @@ class Stack:
         """Call the decorated function with the ``func.EventGridEvent`` the host would build."""
         self.function(event_grid_event(envelope))
 
+    def env_value(self, name: str) -> str:
+        """The current value of an environment variable the stack set."""
+        import os
+
+        return os.environ[name]
+
     def versions(self, name: str) -> list[Any]:
         return list(self.client.list_properties_of_certificate_versions(name))
 

@@ -29,6 +29,7 @@ class Durable:
 
     stack: Stack
     count_file: Path
+    restore_after_first_sweep: str | None = None
 
     def submissions(self) -> list[str]:
         """The CSR hashes the CA was asked to sign, in order, from every process."""
@@ -88,5 +89,6 @@ def durable(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Durable:
     )
     monkeypatch.setenv("RENEWAL_CLAIM_SECONDS", str(CLAIM_SECONDS))
     monkeypatch.setenv("RENEWAL_CA_POLL_SECONDS", "0")
+    monkeypatch.setenv("RENEWAL_RETRY_SECONDS", "0")
     monkeypatch.setenv("RENEWAL_WEBHOOK_RETRY_SECONDS", "0")
     return Durable(stack=stack, count_file=count_file)

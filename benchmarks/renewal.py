@@ -49,6 +49,7 @@ def cold_start(runs: int = 7) -> dict[str, float]:
 
 def end_to_end(renewals: int) -> dict[str, float]:
     """Renew ``renewals`` certificates one event at a time; time event publication → webhook received."""
+    from devstack.azurite import Azurite
     from devstack.functions_host import FunctionsHost
     from devstack.keyvault import KeyVaultEmulator
     from devstack.localca import create_local_ca
@@ -59,12 +60,14 @@ def end_to_end(renewals: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         ca = create_local_ca(Path(tmp) / "ca")
         with (
+            Azurite() as azurite,
             KeyVaultEmulator(state_dir=Path(tmp) / "kv", vaults=["bench"], tick_interval=None) as emulator,
             WebhookSink(secret) as sink,
             FunctionsHost() as host,
         ):
             os.environ.update(
                 {
+                    "RENEWAL_JOURNAL_CONNECTION": azurite.connection_string,
                     "RENEWAL_VAULTS": f"bench={emulator.url('bench')}",
                     "RENEWAL_KEYVAULT_CA_BUNDLE": str(emulator.ca_pem_path),
                     "RENEWAL_KEYVAULT_STATIC_TOKEN": "bench-token",

@@ -80,6 +80,7 @@ def _app_logging() -> Iterator[_OutcomeCatcher]:
 
 def run_demo(out: Path, *, timeout: float = 60.0) -> int:
     """Run the demo into ``out`` (emptied first); return the process exit code."""
+    from devstack.azurite import Azurite
     from devstack.functions_host import FunctionsHost
     from devstack.keyvault import KeyVaultEmulator
     from devstack.localca import create_local_ca
@@ -96,6 +97,7 @@ def run_demo(out: Path, *, timeout: float = 60.0) -> int:
     _say(f"local CA ready in {ca_files.directory} (root, intermediate, issuing key)")
 
     with (
+        Azurite() as azurite,
         KeyVaultEmulator(state_dir=out / "keyvault", vaults=[VAULT_NAME]) as emulator,
         WebhookSink(secret=webhook_secret, journal=out / "webhook-deliveries.jsonl") as sink,
         FunctionsHost() as host,
@@ -104,9 +106,12 @@ def run_demo(out: Path, *, timeout: float = 60.0) -> int:
         vault_url = emulator.url(VAULT_NAME)
         _say(f"Key Vault emulator serving vault {VAULT_NAME!r} at {vault_url} (TLS CA {emulator.ca_pem_path})")
         _say(f"webhook sink listening at {sink.url}")
+        _say(f"Azurite (journal storage) at {azurite.table_endpoint}")
         _say(f"Functions host stand-in at {host.url}")
         os.environ.update(
             {
+                "RENEWAL_JOURNAL_CONNECTION": azurite.connection_string,
+                "RENEWAL_JOURNAL_TABLE": "renewals",
                 "RENEWAL_VAULTS": f"{VAULT_NAME}={vault_url}",
                 "RENEWAL_KEYVAULT_CA_BUNDLE": str(emulator.ca_pem_path),
                 "RENEWAL_KEYVAULT_STATIC_TOKEN": "devstack-demo-token",

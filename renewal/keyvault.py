@@ -45,9 +45,11 @@ TAG_RENEWED_WITH_PROFILE = "renewal-ca-profile"
 TAG_PREVIOUS_VERSION = "renewal-previous-version"
 RENEWED_BY_VALUE = "keyvault-private-ca-renewal"
 
-# Waits between attempts of a throttled create or merge: Key Vault's guidance is "1 s, 2 s, 4 s, 8 s, 16 s";
-# four waits keep the worst case (15 s) far below functionTimeout.
-THROTTLE_DELAYS = (1.0, 2.0, 4.0, 8.0)
+# Waits between attempts of a throttled create or merge. Key Vault counts requests in 10-second windows and a
+# 429 "does not count towards the throttle limits", so short steady retries take a slot soon after it frees,
+# where exponential waits (1, 2, 4, 8, 16 s) sleep through whole windows; 15 s in all, far below functionTimeout.
+# A longer Retry-After from the service always wins.
+THROTTLE_DELAYS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)
 
 _T = TypeVar("_T")
 
@@ -247,8 +249,8 @@ class VaultCertificates:
 
         azure-core retries a POST's 429 only when it carries ``Retry-After``, and whether Key Vault sends one is
         not confirmed; a 429 "is not processed" and does not count (Key Vault throttling guidance), so creating
-        or merging again is safe. Waits follow Key Vault's advice (1 s, 2 s, 4 s, ...) or the server's
-        ``Retry-After`` when it is longer, within a bounded number of attempts.
+        or merging again is safe. Waits follow ``THROTTLE_DELAYS``, or the server's ``Retry-After`` when it is
+        longer, within a bounded number of attempts.
         """
         for delay in self._throttle_delays:
             try:

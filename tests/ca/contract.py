@@ -6,7 +6,9 @@ every ``test_*`` method below against that adapter:
 - ``adapter``: an adapter wired to a CA that issues (real server or wire fake, on loopback);
 - ``rejecting_adapter``: an adapter whose CA refuses the request (denied, unknown role/profile, bad CSR);
 - ``unreachable_adapter``: an adapter whose CA is down or answers 5xx;
-- for CAs that can defer issuance (``supports_deferral = True``): ``deferring_adapter`` and ``approve``.
+
+and, for CAs that can defer issuance, subclass ``DeferringCAContract`` instead, which also needs
+``deferring_adapter`` and ``approve``. A CA that cannot defer has no deferral test at all (not a skipped one).
 
 The CSR comes from the Key Vault emulator (``keyvault_signing_request``), exactly as a renewal gets it.
 """
@@ -24,7 +26,7 @@ from renewal.ca import CAAdapter, Issued, Pending, SigningRequest
 from renewal.errors import PermanentError, RetryableError
 from renewal.verify import verify_issued
 
-__all__ = ["CAAdapterContract", "poll_until_issued"]
+__all__ = ["CAAdapterContract", "DeferringCAContract", "poll_until_issued"]
 
 
 def poll_until_issued(adapter: CAAdapter, answer: Issued | Pending, *, timeout: float = 30.0) -> Issued:
@@ -40,8 +42,6 @@ def poll_until_issued(adapter: CAAdapter, answer: Issued | Pending, *, timeout: 
 
 class CAAdapterContract:
     """What every adapter promises; see the module docstring for the fixtures a subclass provides."""
-
-    supports_deferral: bool = False
 
     def test_signs_a_csr_from_the_keyvault_emulator(
         self, adapter: CAAdapter, keyvault_signing_request: SigningRequest
@@ -79,19 +79,20 @@ class CAAdapterContract:
         with pytest.raises(RetryableError):
             unreachable_adapter.submit(keyvault_signing_request)
 
+
+class DeferringCAContract(CAAdapterContract):
+    """The contract of a CA that can hold a request (approval, slow issuance) and answer it later."""
+
     def test_deferred_request_is_polled_to_completion(
         self,
-        request: pytest.FixtureRequest,
+        deferring_adapter: CAAdapter,
+        approve: Callable[[str], None],
         keyvault_signing_request: SigningRequest,
     ) -> None:
-        """Where the CA defers issuance, submit answers pending and polling returns the certificate once approved."""
-        if not self.supports_deferral:
-            pytest.skip("this CA cannot defer issuance (documented in the README's adapter table)")
-        adapter: CAAdapter = request.getfixturevalue("deferring_adapter")
-        approve: Callable[[str], None] = request.getfixturevalue("approve")
-        first = adapter.submit(keyvault_signing_request)
+        """Submit answers pending, polling stays pending until approved, then returns the certificate."""
+        first = deferring_adapter.submit(keyvault_signing_request)
         assert isinstance(first, Pending)
-        assert isinstance(adapter.poll(first.reference), Pending)
+        assert isinstance(deferring_adapter.poll(first.reference), Pending)
         approve(first.reference)
-        answer = poll_until_issued(adapter, adapter.poll(first.reference))
+        answer = poll_until_issued(deferring_adapter, deferring_adapter.poll(first.reference))
         verify_issued(keyvault_signing_request.csr_der, answer, now=datetime.now(UTC))

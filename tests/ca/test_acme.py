@@ -88,8 +88,6 @@ def _request_for(*names: str) -> SigningRequest:
 class TestAcmeContract(CAAdapterContract):
     """ACME against Pebble keeps the contract; Pebble cannot hold an order for approval, so no deferral."""
 
-    supports_deferral = False
-
     @pytest.fixture
     def adapter(self, pebble: PebbleServer) -> CAAdapter:
         return _adapter(acme_options(pebble))

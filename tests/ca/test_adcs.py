@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from devstack.localca import LocalCAFiles, create_local_ca
 from renewal.ca import CAAdapter, CAProfile, Issued, LocalCA, Pending, SigningRequest, adapter_for
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
-from tests.ca.contract import CAAdapterContract
+from tests.ca.contract import DeferringCAContract
 from tests.fakes.adcs import FakeCertsrv, running
 
 USERNAME = "CORP\\svc-renewal"
@@ -54,10 +54,8 @@ def _adcs_adapter(url: str, **options: object) -> CAAdapter:
     return adapter_for(CAProfile("corp-adcs", "adcs", profile), ENVIRON)
 
 
-class TestAdcsContract(CAAdapterContract):
+class TestAdcsContract(DeferringCAContract):
     """AD CS keeps the contract, including deferral through certificate manager approval."""
-
-    supports_deferral = True
 
     @pytest.fixture
     def adapter(self, certsrv: FakeCertsrv) -> CAAdapter:

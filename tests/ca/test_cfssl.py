@@ -42,8 +42,6 @@ def _issuer_subject(answer: Issued) -> x509.Name:
 class TestCfsslContract(CAAdapterContract):
     """CFSSL keeps the contract through authsign; it cannot defer issuance."""
 
-    supports_deferral = False
-
     @pytest.fixture
     def adapter(self, cfssl: CfsslServer) -> CAAdapter:
         return _authsign(cfssl)

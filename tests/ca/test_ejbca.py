@@ -72,8 +72,6 @@ def _ejbca_adapter(ejbca: FakeEjbca, **options: object) -> CAAdapter:
 class TestEjbcaContract(CAAdapterContract):
     """EJBCA keeps the contract; pkcs10enroll cannot defer issuance."""
 
-    supports_deferral = False
-
     @pytest.fixture
     def adapter(self, ejbca: FakeEjbca) -> CAAdapter:
         return _ejbca_adapter(ejbca)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from devstack.localca import LocalCAFiles, create_local_ca
 from renewal.ca import CAAdapter, CAProfile, Issued, LocalCA, Pending, SigningRequest, adapter_for
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
-from tests.ca.contract import CAAdapterContract, poll_until_issued
+from tests.ca.contract import DeferringCAContract, poll_until_issued
 from tests.fakes.est import FakeEst, LoopbackTls, running
 
 PASSWORD = "est-password-never-logged-31337"
@@ -54,10 +54,8 @@ def _est_adapter(est: FakeEst, **options: object) -> CAAdapter:
                        _environ(est.tls))  # fmt: skip
 
 
-class TestEstContract(CAAdapterContract):
+class TestEstContract(DeferringCAContract):
     """EST keeps the contract, including deferral through 202 + Retry-After."""
-
-    supports_deferral = True
 
     @pytest.fixture
     def adapter(self, est: FakeEst) -> CAAdapter:

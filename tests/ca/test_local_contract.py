@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from devstack.localca import LocalCAFiles, create_local_ca
 from renewal.ca import CAAdapter, CAProfile, LocalCA, SigningRequest, adapter_for
-from tests.ca.contract import CAAdapterContract
+from tests.ca.contract import DeferringCAContract
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +29,8 @@ def _manual(files: LocalCAFiles, approvals: Path) -> CAAdapter:
     return adapter_for(_profile(files, approval="manual", approval_dir=str(approvals)), {})
 
 
-class TestLocalCAContract(CAAdapterContract):
+class TestLocalCAContract(DeferringCAContract):
     """The local CA keeps the contract, including deferral in its manual-approval mode."""
-
-    supports_deferral = True
 
     @pytest.fixture
     def adapter(self, local_ca_files: LocalCAFiles) -> CAAdapter:

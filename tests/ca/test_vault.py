@@ -74,8 +74,6 @@ class FakeAzureCredential:
 class TestVaultContract(CAAdapterContract):
     """Vault's PKI keeps the contract; Vault cannot defer issuance."""
 
-    supports_deferral = False
-
     @pytest.fixture
     def adapter(self, vault: FakeVault) -> CAAdapter:
         return _vault_adapter(vault.url, token_setting="VAULT_TOKEN")

@@ -13,7 +13,7 @@ from typing import Any
 from renewal._flow import Runtime, outcome_for_ignored, renew
 from renewal.config import Settings
 from renewal.errors import RenewalError, RetryableError
-from renewal.intake import Ignored, RenewalRequest, parse_event
+from renewal.intake import Ignored, on_demand_request, parse_event
 from renewal.outcome import Outcome, log_outcome
 from renewal.report import status_report
 from renewal.sweep import SweepReport, sweep
@@ -133,18 +133,7 @@ def renew_now(vault_name: str, certificate_name: str) -> tuple[int, str]:
             )
         )
         return 404, outcome_json(outcome)
-    request = RenewalRequest(
-        vault_name=vault.name,
-        vault_url=vault.url,
-        certificate_name=certificate_name,
-        version=None,
-        not_before=None,
-        expires_on=None,
-        event_type="manual",
-        event_id=None,
-        trigger="manual",
-    )
-    outcome = renew(request, runtime)
+    outcome = renew(on_demand_request(vault, certificate_name, trigger="manual"), runtime)
     if outcome.status == "pending":
         code = 202
     elif outcome.status != "failed":

@@ -32,6 +32,7 @@ __all__ = [
     "HANDLED_EVENT_TYPES",
     "Ignored",
     "RenewalRequest",
+    "on_demand_request",
     "parse_event",
 ]
 
@@ -75,6 +76,21 @@ class RenewalRequest:
     event_id: str | None
     trigger: str = "event_grid"
     notes: tuple[str, ...] = ()
+
+
+def on_demand_request(vault: VaultConfig, certificate_name: str, *, trigger: str) -> RenewalRequest:
+    """A request that no event carried: a manual renewal or the sweep's (no version or expiry to compare)."""
+    return RenewalRequest(
+        vault_name=vault.name,
+        vault_url=vault.url,
+        certificate_name=certificate_name,
+        version=None,
+        not_before=None,
+        expires_on=None,
+        event_type=trigger,
+        event_id=None,
+        trigger=trigger,
+    )
 
 
 @dataclass(frozen=True, slots=True)

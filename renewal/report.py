@@ -7,8 +7,7 @@ from typing import Any
 
 from renewal._flow import Runtime
 from renewal.errors import RenewalError
-from renewal.plan import CA_PROFILE_TAG
-from renewal.window import renewal_window_start
+from renewal.sweep import window_start
 
 __all__ = ["status_report"]
 
@@ -67,17 +66,9 @@ def status_report(runtime: Runtime) -> dict[str, Any]:
             errors.append(f"{vault.name}: {exc.reason}")
             continue
         for item in listed:
-            managed = any(k.strip().lower() == CA_PROFILE_TAG for k in item.tags) or settings.default_ca_profile
-            if not managed or item.not_before is None or item.expires_on is None:
+            start = window_start(settings, vault.name, item)
+            if start is None or item.expires_on is None:
                 continue
-            start = renewal_window_start(
-                not_before=item.not_before,
-                expires_on=item.expires_on,
-                tags=item.tags,
-                fraction=settings.window_fraction,
-                jitter=settings.window_jitter,
-                key=f"{vault.name}/{item.name}",
-            )
             next_renewals.append(
                 {
                     "vault": vault.name,

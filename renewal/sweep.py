@@ -23,14 +23,16 @@ from cryptography.hazmat.primitives import serialization
 
 from renewal._flow import Runtime, renew
 from renewal.ca import RenewalInfoSource
+from renewal.config import Settings
 from renewal.errors import RenewalError
-from renewal.intake import RenewalRequest
+from renewal.intake import RenewalRequest, on_demand_request
 from renewal.journal import RenewalRecord
+from renewal.keyvault import ListedCertificate
 from renewal.outcome import Outcome, log_outcome
 from renewal.plan import CA_PROFILE_TAG
 from renewal.window import renewal_window_start
 
-__all__ = ["SweepReport", "sweep"]
+__all__ = ["SweepReport", "sweep", "window_start"]
 
 logger = logging.getLogger("renewal")
 
@@ -111,19 +113,11 @@ def sweep(
             known = records.get((vault.name.lower(), properties.name.lower()))
             if known is not None and known.under_way:
                 continue
-            if not _managed(properties.tags, runtime) or properties.not_before is None or properties.expires_on is None:
+            start = window_start(settings, vault.name, properties)
+            if start is None:
                 continue
-            start = renewal_window_start(
-                not_before=properties.not_before,
-                expires_on=properties.expires_on,
-                tags=properties.tags,
-                fraction=settings.window_fraction,
-                jitter=settings.window_jitter,
-                key=f"{vault.name}/{properties.name}",
-            )
-            if runtime.clock() < start and not _ca_suggests_renewal(
-                runtime, vault.url, properties.name, properties.tags
-            ):
+            due = runtime.clock() >= start
+            if not due and not _ca_suggests_renewal(runtime, vault.url, properties.name, properties.tags):
                 continue
             outcome = _run(runtime, _request_for(runtime, vault.name, properties.name))
             if outcome is not None:
@@ -178,24 +172,23 @@ def _run(runtime: Runtime, request: RenewalRequest | None) -> Outcome | None:
 
 def _request_for(runtime: Runtime, vault_name: str, certificate_name: str) -> RenewalRequest | None:
     vault = runtime.settings.vaults.get(vault_name.lower())
-    if vault is None:
+    return on_demand_request(vault, certificate_name, trigger="sweep") if vault is not None else None
+
+
+def window_start(settings: Settings, vault_name: str, listed: ListedCertificate) -> datetime | None:
+    """When the sweep starts renewing a listed certificate; ``None`` when it is not managed or has no validity."""
+    tagged = any(k.strip().lower() == CA_PROFILE_TAG for k in listed.tags)
+    managed = tagged or settings.default_ca_profile is not None
+    if not managed or listed.not_before is None or listed.expires_on is None:
         return None
-    return RenewalRequest(
-        vault_name=vault.name,
-        vault_url=vault.url,
-        certificate_name=certificate_name,
-        version=None,
-        not_before=None,
-        expires_on=None,
-        event_type="sweep",
-        event_id=None,
-        trigger="sweep",
+    return renewal_window_start(
+        not_before=listed.not_before,
+        expires_on=listed.expires_on,
+        tags=listed.tags,
+        fraction=settings.window_fraction,
+        jitter=settings.window_jitter,
+        key=f"{vault_name}/{listed.name}",
     )
-
-
-def _managed(tags: dict[str, str], runtime: Runtime) -> bool:
-    tagged = any(k.strip().lower() == CA_PROFILE_TAG for k in tags)
-    return tagged or runtime.settings.default_ca_profile is not None
 
 
 def _alarms(runtime: Runtime, vault_names: list[str]) -> list[str]:

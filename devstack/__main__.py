@@ -74,8 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with emulator:
-        for name, url in emulator.urls_items():
-            print(f"ready {url} vault={name}", flush=True)
+        items = emulator.urls_items()
+        for name, url in items:
+            # One vault: exactly "ready https://127.0.0.1:PORT"; several: each line names its vault.
+            print(f"ready {url}" if len(items) == 1 else f"ready {url} vault={name}", flush=True)
         print(f"trust {emulator.ca_pem_path}", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -288,6 +289,30 @@ def test_cli_prints_ready_lines_and_serves_until_terminated(tmp_path: Path) -> N
         assert ready[1].endswith(" vault=kv2")
         url = ready[0].split()[1]
         response = raw_call(url, tmp_path / "tls-ca.pem", "GET", "/certificates/x/?api-version=7.6", token=None)
+        assert response.status == 401
+        process.terminate()
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def test_cli_with_one_vault_prints_exactly_the_ready_line(tmp_path: Path) -> None:
+    """With one vault the CLI prints exactly `ready https://127.0.0.1:PORT`, and that URL answers over HTTPS."""
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        [sys.executable, "-m", "devstack", "keyvault", "--port", "0", "--state-dir", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert re.fullmatch(r"ready https://127\.0\.0\.1:\d+", line), line
+        response = raw_call(line.split()[1], tmp_path / "tls-ca.pem", "GET", "/certificates/x/", token=None)
         assert response.status == 401
         process.terminate()
         assert process.wait(timeout=5) == 0

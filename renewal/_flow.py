@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from renewal.ca import CAAdapter, CAProfile, Issued, Pending, ReplacingCAAdapter, SigningRequest, adapter_for
 from renewal.config import Settings
-from renewal.deliveries import Deliverer, queue_for
+from renewal.deliveries import Deliverer, queue_failure, queue_for
 from renewal.errors import RenewalError, RetryableError, VerificationError
 from renewal.intake import Ignored, RenewalRequest
 from renewal.journal import ClaimLostError, Journal, OutboxItem, RenewalRecord, table_client_from_environ
@@ -495,18 +495,7 @@ def _record_failure(runtime: Runtime, claim: _Claim, exc: RenewalError, outcome:
         last_reason=exc.reason,
         last_error=exc.message[:500],
     )
-    announcements = []
-    if runtime.settings.outcome_topic_endpoint and outcome.vault_name:
-        vault = runtime.settings.vaults.get(outcome.vault_name.lower())
-        announcements = queue_for(
-            runtime.settings,
-            outcome,
-            verified=None,
-            vault_url=vault.url if vault else "",
-            tags={},
-            now=now,
-            occurrence=f"{record.csr_sha256}/{attempts}",
-        )
+    announcements = queue_failure(runtime.settings, outcome, now=now, occurrence=f"{record.csr_sha256}/{attempts}")
     _release(claim, outcome, failed, outbox=announcements)
     if announcements:
         queued = {item.webhook_id for item in announcements}

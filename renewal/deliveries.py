@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from renewal.config import Settings
     from renewal.topic import OutcomeTopic
 
-__all__ = ["TOPIC_ENDPOINT", "Deliverer", "queue_for"]
+__all__ = ["TOPIC_ENDPOINT", "Deliverer", "queue_failure", "queue_for"]
 
 logger = logging.getLogger("renewal")
 
@@ -78,6 +78,22 @@ def queue_for(
         )
         for endpoint in endpoints
     ]
+
+
+def queue_failure(settings: Settings, outcome: Outcome, *, now: datetime, occurrence: str) -> list[OutboxItem]:
+    """The outbox row announcing a failure on the outcome topic, or none when no topic is configured."""
+    if not settings.outcome_topic_endpoint or outcome.vault_name is None:
+        return []
+    vault = settings.vaults.get(outcome.vault_name.lower())
+    return queue_for(
+        settings,
+        outcome,
+        verified=None,
+        vault_url=vault.url if vault else "",
+        tags={},
+        now=now,
+        occurrence=occurrence,
+    )
 
 
 class Deliverer:
@@ -162,9 +178,8 @@ class Deliverer:
 
     def _announce_dead_letter(self, item: OutboxItem, now: float) -> None:
         """Tell the outcome topic a delivery was given up on (DESIGN §4: "announced as a failure event")."""
-        if item.endpoint == TOPIC_ENDPOINT or not self._settings.outcome_topic_endpoint:
+        if item.endpoint == TOPIC_ENDPOINT:
             return
-        vault = self._settings.vaults.get(item.vault_name.lower())
         outcome = Outcome(
             status="failed",
             reason="delivery_dead_lettered",
@@ -175,16 +190,7 @@ class Deliverer:
             new_version=item.version or None,
         )
         moment = datetime.fromtimestamp(now, UTC)
-        items = queue_for(
-            self._settings,
-            outcome,
-            verified=None,
-            vault_url=vault.url if vault else "",
-            tags={},
-            now=moment,
-            occurrence=item.webhook_id,
-        )
-        self._journal.add_outbox(items)
+        self._journal.add_outbox(queue_failure(self._settings, outcome, now=moment, occurrence=item.webhook_id))
 
     def _attempt(self, item: OutboxItem) -> Delivery:
         try:

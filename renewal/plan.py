@@ -26,7 +26,7 @@ from renewal.ca._protocol import CAProfile
 from renewal.errors import PermanentError
 from renewal.intake import RenewalRequest
 
-__all__ = ["CA_PROFILE_TAG", "CertificateState", "Plan", "Renew", "Resume", "Skip", "decide"]
+__all__ = ["CA_PROFILE_TAG", "CertificateState", "Plan", "Renew", "Resume", "Skip", "decide", "profile_for"]
 
 CA_PROFILE_TAG = "renewal-ca"
 
@@ -114,7 +114,7 @@ def decide(
         PermanentError: reason ``unknown_ca_profile``, when the ``renewal-ca`` tag (or the default) names a
             profile that is not configured.
     """
-    profile = _profile(current.tags, profiles, default_profile)
+    profile = profile_for(current.tags, profiles, default_profile)
     if profile is None:
         return Skip("not_managed", f"no {CA_PROFILE_TAG} tag and no default CA profile")
 
@@ -139,9 +139,14 @@ def decide(
     return Renew(profile)
 
 
-def _profile(
+def profile_for(
     tags: Mapping[str, str], profiles: Mapping[str, CAProfile], default_profile: str | None
 ) -> CAProfile | None:
+    """The CA profile a certificate uses: its ``renewal-ca`` tag, else the default; ``None`` when unmanaged.
+
+    Raises:
+        PermanentError: reason ``unknown_ca_profile``, when the tag or default names an unconfigured profile.
+    """
     tagged = next((v.strip() for k, v in tags.items() if k.strip().lower() == CA_PROFILE_TAG), None)
     name = tagged or default_profile
     if name is None:

@@ -29,7 +29,7 @@ from renewal.intake import RenewalRequest, on_demand_request
 from renewal.journal import RenewalRecord
 from renewal.keyvault import ListedCertificate
 from renewal.outcome import Outcome, log_outcome
-from renewal.plan import CA_PROFILE_TAG
+from renewal.plan import CA_PROFILE_TAG, profile_for
 from renewal.window import renewal_window_start
 
 __all__ = ["SweepReport", "sweep", "window_start"]
@@ -142,11 +142,10 @@ def _ca_suggests_renewal(runtime: Runtime, vault_url: str, name: str, tags: dict
     Costs one Key Vault read and one CA request, and only for certificates whose profile's CA offers it.
     """
     settings = runtime.settings
-    tagged = next((v.strip() for k, v in tags.items() if k.strip().lower() == CA_PROFILE_TAG), None)
-    profile = settings.ca_profiles.get(tagged or settings.default_ca_profile or "")
-    if profile is None:
-        return False
     try:
+        profile = profile_for(tags, settings.ca_profiles, settings.default_ca_profile)
+        if profile is None:
+            return False
         adapter = runtime.adapter(profile)
         if not isinstance(adapter, RenewalInfoSource):
             return False

@@ -29,6 +29,8 @@ TOPIC = (
     "/providers/Microsoft.KeyVault/vaults/kv1"
 )
 DAY = 86400
+# 2027-02-01T00:00:00Z: a month from here is 28 days long, whatever the day the suite runs.
+FIRST_OF_FEBRUARY = 1801440000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,8 @@ def test_expiry_events_follow_the_emulator_clock_once_each(
 def test_background_ticker_emits_without_a_clock_change(tmp_path: Path, receiver: Receiver) -> None:
     """The ticker alone notices a certificate that reached its last 30 days."""
     with KeyVaultEmulator(state_dir=tmp_path, tick_interval=0.05) as emu:
+        # A fixed start, never today's date: one month from 1 February is 28 days, inside the last 30 days.
+        emu.clock.set(FIRST_OF_FEBRUARY)
         emu.events.subscribe(receiver.url)
         create_self_signed(emu, "ticked", months=1)
         received = receiver.wait_for(2)

@@ -1,11 +1,12 @@
 // The renewal app on Azure: `azd up` provisions this, deploys the code, then provisions again with the vault
 // event subscriptions switched on (azure.yaml's postdeploy hook), because Event Grid refuses a subscription to a
-// function that is not deployed yet. One module per concern under app/; docs/deploy.md explains every parameter.
+// function that is not deployed yet. One module per concern under app/; docs/deploy.md explains every parameter and
+// walks through what each step creates.
 targetScope = 'subscription'
 
 @minLength(1)
 @maxLength(40)
-@description('azd environment name; names the resource group and seeds resource names.')
+@description('azd environment name; names the resource group and seeds every resource name (token below).')
 param environmentName string
 
 @minLength(1)
@@ -15,7 +16,7 @@ param location string
 @description('Resource group for the app; empty: rg-<environmentName>.')
 param resourceGroupName string = ''
 
-@description('Existing vaults whose certificates the app renews: [{ name, resourceGroup, readsSecrets (optional bool) }]. Each may be in another resource group of this subscription.')
+@description('Existing vaults: [{ name, resourceGroup, subscriptionId (optional; default this subscription), certificates (optional bool, default true: renew its certificates), readsSecrets (optional bool: it holds secrets the app reads), systemTopicName (optional: the Event Grid system topic the vault already has), systemTopicResourceGroup (optional: that topic\'s resource group, default the vault\'s) }]. A vault with certificates: false gets no certificate role, no system topic and no subscription.')
 param vaults array = []
 
 @description('RENEWAL_CA_PROFILES: profile name -> { adapter, ...options }; secret options name another app setting (see secretSettings).')
@@ -39,15 +40,24 @@ param sweepSchedule string = '0 */30 * * * *'
 @description('RENEWAL_JOURNAL_TABLE: the journal table in the app\'s own storage account.')
 param journalTableName string = 'renewals'
 
-@description('Optional existing Event Grid custom topic for outcome events: its name and resource group; empty: none.')
+@description('Event Grid custom topic for outcome events: an existing one (its name, and outcomeTopicResourceGroup), or the one createOutcomeTopic makes; empty and createOutcomeTopic false: none.')
 param outcomeTopicName string = ''
+@description('Resource group of the outcome topic; empty: the app\'s.')
 param outcomeTopicResourceGroup string = ''
+@description('Create the outcome topic (inputSchema CloudEventSchemaV1_0, local auth off), named outcomeTopicName or evgt-renewal-outcomes-<token>.')
+param createOutcomeTopic bool = false
 
 @description('E-mail notified by the alerts; empty: alerts without an action group.')
 param alertEmail string = ''
 
 @description('Outbound VNET integration for the Function App (and the storage firewall restricted to its subnet).')
 param enableVnetIntegration bool = false
+@description('With VNET integration: an existing subnet to integrate with (resource id), e.g. in a hub-peered VNET that reaches an internal CA. It must be delegated to Microsoft.App/environments and have the Microsoft.Storage and Microsoft.KeyVault service endpoints. Empty: a VNET is created (vnetAddressPrefix, appSubnetPrefix).')
+param existingSubnetId string = ''
+@description('Address space of the VNET created when existingSubnetId is empty.')
+param vnetAddressPrefix string = '10.42.0.0/16'
+@description('The app subnet of that VNET.')
+param appSubnetPrefix string = '10.42.1.0/24'
 
 @allowed([
   '3.12'
@@ -55,17 +65,34 @@ param enableVnetIntegration bool = false
 ])
 param pythonVersion string = '3.13'
 
-@description('Create the vaults\' event subscriptions. False on the first provision (the function is not deployed yet); the postdeploy hook sets it.')
+// Flex Consumption's range, with its source: app/function.bicep.
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('The schema Event Grid delivers vault events in. The app reads both; CloudEventSchemaV1_0 suits a topic shared with CloudEvents consumers.')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventDeliverySchema string = 'EventGridSchema'
+
+@description('Create the vaults\' event subscriptions. False on the first provision (the function is not deployed yet); the postdeploy hook sets it. Also an output, so `azd down` removes it from the azd environment.')
 param subscribeVaultEvents bool = false
 
 var tags = {
   'azd-env-name': environmentName
   app: 'keyvault-private-ca-renewal'
 }
+// Every name below carries the token, so two azd environments (even sharing a resource group or a vault) never
+// update each other's resources or deployments.
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var functionAppName = 'func-renewal-${token}'
 var deploymentContainerName = 'app-package-${token}'
 var deadLetterContainerName = 'eventgrid-deadletters'
+var certificateVaults = filter(vaults, v => v.?certificates ?? true)
+var useExistingSubnet = enableVnetIntegration && !empty(existingSubnetId)
+var outcomeTopicEnabled = createOutcomeTopic || !empty(outcomeTopicName)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
@@ -74,28 +101,31 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
 }
 
 module identity 'app/identity.bicep' = {
-  name: 'identity'
+  name: 'identity-${token}'
   scope: rg
   params: {
     location: location
     tags: tags
     appIdentityName: 'id-renewal-${token}'
-    deadLetterIdentityName: 'id-renewal-deadletter-${token}'
   }
 }
 
-module network 'app/network.bicep' = if (enableVnetIntegration) {
-  name: 'network'
+module network 'app/network.bicep' = if (enableVnetIntegration && !useExistingSubnet) {
+  name: 'network-${token}'
   scope: rg
   params: {
     location: location
     tags: tags
     vnetName: 'vnet-renewal-${token}'
+    addressPrefix: vnetAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
   }
 }
 
+var appSubnetId = !enableVnetIntegration ? '' : (useExistingSubnet ? existingSubnetId : network.outputs.appSubnetId)
+
 module storage 'app/storage.bicep' = {
-  name: 'storage'
+  name: 'storage-${token}'
   scope: rg
   params: {
     location: location
@@ -104,23 +134,22 @@ module storage 'app/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     deadLetterContainerName: deadLetterContainerName
     journalTableName: journalTableName
-    allowedSubnetId: enableVnetIntegration ? network.outputs.appSubnetId : ''
+    allowedSubnetId: appSubnetId
   }
 }
 
 module storageAccess 'app/storage-access.bicep' = {
-  name: 'storage-access'
+  name: 'storage-access-${token}'
   scope: rg
   params: {
     storageAccountName: storage.outputs.storageAccountName
-    deadLetterContainerName: storage.outputs.deadLetterContainerName
+    journalTableName: storage.outputs.journalTableName
     appPrincipalId: identity.outputs.appPrincipalId
-    deadLetterPrincipalId: identity.outputs.deadLetterPrincipalId
   }
 }
 
 module monitoring 'app/monitoring.bicep' = {
-  name: 'monitoring'
+  name: 'monitoring-${token}'
   scope: rg
   params: {
     location: location
@@ -131,16 +160,34 @@ module monitoring 'app/monitoring.bicep' = {
   }
 }
 
-module outcomeTopic 'app/outcome-topic.bicep' = if (!empty(outcomeTopicName)) {
-  name: 'outcome-topic'
+module outcomeTopic 'app/outcome-topic.bicep' = if (outcomeTopicEnabled) {
+  name: 'outcome-topic-${token}'
   scope: resourceGroup(empty(outcomeTopicResourceGroup) ? rg.name : outcomeTopicResourceGroup)
   params: {
-    topicName: outcomeTopicName
+    topicName: empty(outcomeTopicName) ? 'evgt-renewal-outcomes-${token}' : outcomeTopicName
+    create: createOutcomeTopic
+    location: location
+    tags: tags
     appPrincipalId: identity.outputs.appPrincipalId
   }
 }
 
-var vaultSettings = [for v in vaults: '${v.name}=https://${v.name}${environment().suffixes.keyvaultDns}']
+// The app's roles on each vault need only its identity, so they exist before the app starts and resolves its
+// Key Vault references (the function module depends on them).
+module vaultAccess 'app/vault-access.bicep' = [
+  for vault in vaults: {
+    name: 'vault-access-${vault.name}-${token}'
+    scope: resourceGroup(vault.?subscriptionId ?? subscription().subscriptionId, vault.resourceGroup)
+    params: {
+      vaultName: vault.name
+      appPrincipalId: identity.outputs.appPrincipalId
+      manageCertificates: vault.?certificates ?? true
+      readsSecrets: vault.?readsSecrets ?? false
+    }
+  }
+]
+
+var vaultSettings = [for v in certificateVaults: '${v.name}=https://${v.name}${environment().suffixes.keyvaultDns}']
 var baseSettings = {
   RENEWAL_VAULTS: join(vaultSettings, ',')
   RENEWAL_CA_PROFILES: string(caProfiles)
@@ -151,13 +198,13 @@ var baseSettings = {
 var defaultProfileSetting = empty(defaultCaProfile) ? {} : {
   RENEWAL_DEFAULT_CA_PROFILE: defaultCaProfile
 }
-var outcomeTopicSetting = empty(outcomeTopicName) ? {} : {
+var outcomeTopicSetting = outcomeTopicEnabled ? {
   RENEWAL_OUTCOME_TOPIC_ENDPOINT: outcomeTopic.outputs.endpoint
-}
+} : {}
 var renewalSettings = union(extraSettings, baseSettings, defaultProfileSetting, outcomeTopicSetting)
 
 module function 'app/function.bicep' = {
-  name: 'function'
+  name: 'function-${token}'
   scope: rg
   params: {
     location: location
@@ -165,24 +212,28 @@ module function 'app/function.bicep' = {
     planName: 'plan-renewal-${token}'
     functionAppName: functionAppName
     pythonVersion: pythonVersion
+    maximumInstanceCount: maximumInstanceCount
     identityId: identity.outputs.appIdentityId
     identityClientId: identity.outputs.appClientId
     storageAccountName: storage.outputs.storageAccountName
     blobEndpoint: storage.outputs.blobEndpoint
+    queueEndpoint: storage.outputs.queueEndpoint
+    tableEndpoint: storage.outputs.tableEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
-    subnetId: enableVnetIntegration ? network.outputs.appSubnetId : ''
+    subnetId: appSubnetId
     renewalSettings: renewalSettings
     secretSettings: secretSettings
   }
-  // The host needs its storage roles before it first starts.
+  // The host needs its storage roles, and its Key Vault references their vault roles, before it first starts.
   dependsOn: [
     storageAccess
+    vaultAccess
   ]
 }
 
 module alerts 'app/alerts.bicep' = {
-  name: 'alerts'
+  name: 'alerts-${token}'
   scope: rg
   params: {
     location: location
@@ -193,37 +244,42 @@ module alerts 'app/alerts.bicep' = {
   }
 }
 
-module vaultModules 'app/vault.bicep' = [
-  for vault in vaults: {
-    name: 'vault-${vault.name}'
-    scope: resourceGroup(vault.resourceGroup)
+// Only vaults whose certificates the app renews get a system topic, a subscription and delivery alerts.
+module vaultEvents 'app/vault.bicep' = [
+  for vault in certificateVaults: {
+    name: 'vault-${vault.name}-${token}'
+    scope: resourceGroup(vault.?subscriptionId ?? subscription().subscriptionId, vault.?systemTopicResourceGroup ?? vault.resourceGroup)
     params: {
       vaultName: vault.name
-      readsSecrets: contains(vault, 'readsSecrets') ? vault.readsSecrets : false
-      appPrincipalId: identity.outputs.appPrincipalId
+      vaultResourceGroup: vault.resourceGroup
+      vaultSubscriptionId: vault.?subscriptionId ?? subscription().subscriptionId
+      existingSystemTopicName: vault.?systemTopicName ?? ''
+      nameToken: token
       functionAppId: function.outputs.functionAppId
       subscribeEvents: subscribeVaultEvents
-      deadLetterIdentityId: identity.outputs.deadLetterIdentityId
+      eventDeliverySchema: eventDeliverySchema
       deadLetterStorageAccountId: storage.outputs.storageAccountId
       deadLetterContainerName: storage.outputs.deadLetterContainerName
       actionGroupId: alerts.outputs.actionGroupId
       tags: tags
     }
-    dependsOn: [
-      storageAccess
-    ]
   }
 ]
 
-// azd stores these in the environment (.azure/<env>/.env); docs/deploy.md uses them to add a vault later.
-output AZURE_LOCATION string = location
+// azd stores these in the environment (.azure/<env>/.env) and removes them on `azd down`; docs/deploy.md uses them
+// to add a vault later. None shares a name with an input variable of main.parameters.json (not even AZURE_LOCATION,
+// which `azd down` would then forget), except SUBSCRIBE_VAULT_EVENTS, on purpose: it must not survive `azd down`.
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = function.outputs.functionAppName
 output FUNCTION_APP_ID string = function.outputs.functionAppId
 output APP_IDENTITY_PRINCIPAL_ID string = identity.outputs.appPrincipalId
 output APP_IDENTITY_CLIENT_ID string = identity.outputs.appClientId
-output DEADLETTER_IDENTITY_ID string = identity.outputs.deadLetterIdentityId
 output STORAGE_ACCOUNT_ID string = storage.outputs.storageAccountId
 output DEADLETTER_CONTAINER_NAME string = storage.outputs.deadLetterContainerName
 output ACTION_GROUP_ID string = alerts.outputs.actionGroupId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output RENEWAL_NAME_TOKEN string = token
+output EVENT_DELIVERY_SCHEMA string = eventDeliverySchema
+output SYSTEM_TOPIC_IDS array = [for (v, i) in certificateVaults: vaultEvents[i].outputs.systemTopicId]
+output OUTCOME_TOPIC_INPUT_SCHEMA string = outcomeTopicEnabled ? outcomeTopic.outputs.inputSchema : ''
+output SUBSCRIBE_VAULT_EVENTS bool = subscribeVaultEvents

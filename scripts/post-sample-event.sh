@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Post a sample Key Vault event to a local Functions host (`func start`), as Event Grid delivers it.
+# Post a sample Key Vault event to a local Functions host, as Event Grid delivers it: the stand-in
+# (`python -m devstack host`) or Core Tools (`func start`), both on localhost:7071 by default.
 #   scripts/post-sample-event.sh [file] [url]
 # file: an Event Grid schema sample (an array) or a CloudEvents one (default tests/events/near-expiry.eventgrid.json);
 # url: the host's Event Grid webhook (default: the keyvault_certificate_events function on localhost:7071).
@@ -22,9 +23,20 @@ case "$file" in
 esac
 
 echo "POST $file -> $url" >&2
+status=0
 curl --fail-with-body --silent --show-error \
     -X POST "$url" \
     -H "Content-Type: $content_type" \
     -H "aeg-event-type: Notification" \
     --data-binary "@$file" \
-    -w '\nHTTP %{http_code}\n'
+    -w '\nHTTP %{http_code}\n' || status=$?
+if [ "$status" -eq 7 ]; then
+    # curl's exit 7: nothing accepted the connection.
+    cat >&2 <<EOF
+nothing listens at $url.
+Start a Functions host first, from the repository root, in its own terminal (docs/local-run.md, step 5):
+    python -m devstack host          # the stand-in, no Core Tools needed
+    func start                       # or Core Tools, where installed
+EOF
+fi
+exit "$status"

@@ -1,7 +1,7 @@
 // Alerts on the app's own telemetry: renewals that ended `failed` (the one summary line per renewal,
 // "renewal outcome=failed ...", renewal/outcome.py) and outbox deliveries that were dead-lettered
 // ("delivery dead-lettered ...", renewal/deliveries.py).
-// Dead-lettered Event Grid deliveries are alerted per vault (vault.bicep).
+// Dead-lettered and dropped Event Grid deliveries are alerted per vault subscription (vault.bicep).
 param location string
 param tags object
 param namePrefix string

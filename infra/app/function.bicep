@@ -13,10 +13,16 @@ param pythonVersion string
 param identityId string
 param identityClientId string
 param storageAccountName string
+@description('The storage account\'s primaryEndpoints (blob, queue, table), as the account reports them: sovereign clouds have other DNS suffixes.')
 param blobEndpoint string
+param queueEndpoint string
+param tableEndpoint string
 param deploymentContainerName string
 param applicationInsightsConnectionString string
-@minValue(1)
+// Flex Consumption accepts a maximum instance count from 40 to 1000: "The lowest maximum scale is currently 40. The
+// highest currently supported value is 1000." (learn.microsoft.com/azure/azure-functions/flex-consumption-plan,
+// Considerations, Scale; checked 2026-01). A renewal app needs few instances; 40 is the floor, not a target.
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 @allowed([
@@ -32,8 +38,13 @@ param renewalSettings object
 @description('App setting name -> Key Vault secret URI; each becomes a Key Vault reference resolved with the app identity.')
 param secretSettings object = {}
 
+// Identity-based AzureWebJobsStorage: the host uses the blob and queue URIs, the journal (renewal/journal.py) the
+// table URI; all three come from the account, not from a DNS suffix assumed here.
 var hostSettings = {
   AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__blobServiceUri: blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: queueEndpoint
+  AzureWebJobsStorage__tableServiceUri: tableEndpoint
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString

@@ -1,9 +1,10 @@
-// User-assigned managed identities: one for the Function App, one for the vaults' Event Grid system topics
-// (it only writes dead letters). User-assigned, so role assignments can be made before the resources that use them.
+// The Function App's user-assigned managed identity. User-assigned, so its role assignments (storage, Application
+// Insights, the vaults) exist before the app first starts. The vaults' Event Grid system topics write dead letters
+// with their own system-assigned identities instead (vault.bicep, dead-letter-access.bicep): behind a storage firewall
+// Event Grid accepts no other kind.
 param location string
 param tags object
 param appIdentityName string
-param deadLetterIdentityName string
 
 resource app 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: appIdentityName
@@ -11,14 +12,6 @@ resource app 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   tags: tags
 }
 
-resource deadLetter 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
-  name: deadLetterIdentityName
-  location: location
-  tags: tags
-}
-
 output appIdentityId string = app.id
 output appPrincipalId string = app.properties.principalId
 output appClientId string = app.properties.clientId
-output deadLetterIdentityId string = deadLetter.id
-output deadLetterPrincipalId string = deadLetter.properties.principalId

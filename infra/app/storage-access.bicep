@@ -1,22 +1,22 @@
-// Data-plane roles on the app's own storage account. Nothing here grants management rights (no Owner,
-// Contributor or Storage Account Contributor): shared keys are disabled, so data roles are all that works.
+// The app identity's data-plane roles on its own storage account. Nothing here grants management rights (no Owner,
+// Contributor or Storage Account Contributor): shared keys are disabled, so data roles are all that works. The vaults'
+// system topics get their dead-letter right in dead-letter-access.bicep (their identities exist only with the topics).
 param storageAccountName string
-param deadLetterContainerName string
+param journalTableName string
 param appPrincipalId string
-param deadLetterPrincipalId string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
   parent: storage
   name: 'default'
 }
 
-resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
-  parent: blobService
-  name: deadLetterContainerName
+resource journalTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: journalTableName
 }
 
 // Storage Blob Data Owner: the Functions host's identity-based AzureWebJobsStorage (leases, keys, timer
@@ -42,24 +42,14 @@ resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-// Storage Table Data Contributor: the renewal journal and outbox rows (DESIGN.md section 2).
+// Storage Table Data Contributor, on the journal table only: the renewal journal and outbox rows (DESIGN.md section 2).
+// The host itself keeps no tables; storage.bicep creates this one, so the app never needs to create a table.
 resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, appPrincipalId, '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
-  scope: storage
+  name: guid(journalTable.id, appPrincipalId, '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
+  scope: journalTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
     principalId: appPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-// Storage Blob Data Contributor, on the dead-letter container only: Event Grid writes undeliverable events there.
-resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(deadLetterContainer.id, deadLetterPrincipalId, 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
-  scope: deadLetterContainer
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
-    principalId: deadLetterPrincipalId
     principalType: 'ServicePrincipal'
   }
 }

@@ -42,7 +42,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     networkAcls: {
       // Without VNET integration the Flex Consumption host reaches its storage over the public endpoint;
       // Entra ID authentication (no shared keys) is the control. With it, only the app's subnet and trusted
-      // Azure services (Event Grid writing dead letters with its managed identity) get through.
+      // Azure services get through. Event Grid passes as a trusted service only when it writes dead letters with
+      // the system topic's SYSTEM-assigned identity: a user-assigned identity is refused behind the firewall
+      // whether or not trusted services are allowed (Event Grid docs, "Deliver events using managed identity",
+      // firewall and virtual network rules), so vault.bicep dead-letters with the system-assigned one.
       bypass: 'AzureServices'
       defaultAction: vnetOn ? 'Deny' : 'Allow'
       virtualNetworkRules: vnetOn ? subnetRules : []
@@ -94,5 +97,9 @@ resource journalTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
 output storageAccountId string = storage.id
 output storageAccountName string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+// The journal's endpoint as the account reports it, so sovereign clouds (other DNS suffixes) work.
+output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerName string = deploymentContainer.name
 output deadLetterContainerName string = deadLetterContainer.name
+output journalTableName string = journalTable.name

@@ -1,64 +1,82 @@
-// One existing Key Vault, in its own resource group: the app identity's roles on it, an Event Grid system topic
-// on it, the subscription that delivers its certificate events to the app, and an alert on dead letters.
-// Deployed by main.bicep for each vault in `vaults`, and by add-vault.bicep for one more vault later.
+// One existing Key Vault's certificate events: its Event Grid system topic, the subscription that delivers the
+// certificate events to the app, the topic identity's right to write dead letters, and alerts on dead-lettered and
+// dropped events. Deployed into the system topic's resource group (the vault's, unless an existing topic lives
+// elsewhere) by main.bicep for each certificate vault in `vaults`, and by add-vault.bicep for one more vault later.
+// The app's roles on the vault are granted apart (vault-access.bicep), before the Function App exists.
 param vaultName string
-@description('Grant Key Vault Secrets User too: the app reads secrets in this vault (Key Vault references for CA credentials or webhook secrets).')
-param readsSecrets bool = false
-param appPrincipalId string
+@description('Resource group of the vault; default: this deployment\'s.')
+param vaultResourceGroup string = resourceGroup().name
+@description('Subscription of the vault; default: this deployment\'s.')
+param vaultSubscriptionId string = subscription().subscriptionId
+@description('Name of the Event Grid system topic that already exists on the vault (in this resource group), to attach the subscription to. Azure allows one system topic per source. Empty: create evgt-<vault>-<token>.')
+param existingSystemTopicName string = ''
+@description('The azd environment\'s name token (main.bicep\'s uniqueString); makes every name here unique per environment, so two environments sharing a vault never re-point each other.')
+@minLength(1)
+param nameToken string
 @description('Resource id of the Function App (the subscription targets its keyvault_certificate_events function).')
 param functionAppId string
 @description('Create the event subscription. It needs the function deployed (Event Grid checks it exists), so the first provision runs with false.')
 param subscribeEvents bool = true
-param deadLetterIdentityId string
+@description('The schema Event Grid delivers the events in; the app reads both (renewal/app.py, renewal/intake.py).')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventDeliverySchema string = 'EventGridSchema'
+@description('Resource id of the app\'s storage account, which holds the dead-letter container.')
 param deadLetterStorageAccountId string
 param deadLetterContainerName string
-@description('Action group for the dead-letter alert; empty: the alert fires without notifying anyone.')
+@description('Action group for the delivery alerts; empty: the alerts fire without notifying anyone.')
 param actionGroupId string = ''
 param tags object = {}
 
 var functionName = 'keyvault_certificate_events'
+var createTopic = empty(existingSystemTopicName)
+var topicName = createTopic ? 'evgt-${vaultName}-${nameToken}' : existingSystemTopicName
+var subscriptionName = 'renewal-${nameToken}'
+var storageIdParts = split(deadLetterStorageAccountId, '/')
 var alertActions = [
   {
     actionGroupId: actionGroupId
   }
 ]
+// Event Grid reports the subscription dimension in upper case; both spellings are listed.
+var subscriptionDimension = [
+  {
+    name: 'EventSubscriptionName'
+    operator: 'Include'
+    values: [
+      subscriptionName
+      toUpper(subscriptionName)
+    ]
+  }
+]
+var deliveryAlerts = [
+  {
+    kind: 'deadletter'
+    metricName: 'DeadLetteredCount'
+    description: 'A Key Vault certificate event for ${vaultName} could not be delivered to the renewal app and was written to the dead-letter container.'
+  }
+  {
+    kind: 'dropped'
+    metricName: 'DroppedEventCount'
+    description: 'A Key Vault certificate event for ${vaultName} was dropped: neither delivered to the renewal app nor dead-lettered (for example the dead-letter container refused the topic identity). The timer sweep still renews the certificate.'
+  }
+]
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: vaultName
+  scope: resourceGroup(vaultSubscriptionId, vaultResourceGroup)
 }
 
-// Key Vault Certificates Officer: read certificates and policies, create new versions (CSR), merge the issued chain.
-resource certificatesOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, appPrincipalId, 'a4417e6f-fecd-4de8-b567-7b0420556985')
-  scope: vault
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'a4417e6f-fecd-4de8-b567-7b0420556985')
-    principalId: appPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-// Key Vault Secrets User: resolve Key Vault references (CA credentials, webhook secrets) stored in this vault.
-resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (readsSecrets) {
-  name: guid(vault.id, appPrincipalId, '4633458b-17de-408a-b874-0445c86b69e6')
-  scope: vault
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '4633458b-17de-408a-b874-0445c86b69e6')
-    principalId: appPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-// A system topic must be in the source's region.
-resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
-  name: 'evgt-${vaultName}'
+// A system topic must be in the source's region. Azure allows one per source ("Only one system topic is allowed per
+// source"), so a vault that already has one names it in existingSystemTopicName and this is not created.
+resource createdTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (createTopic) {
+  name: topicName
   location: vault.location
   tags: tags
   identity: {
-    type: 'UserAssigned'
-    userAssignedIdentities: {
-      '${deadLetterIdentityId}': {}
-    }
+    type: 'SystemAssigned'
   }
   properties: {
     source: vault.id
@@ -66,9 +84,26 @@ resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
+// The topic the subscription hangs on: the one created above, or the vault's existing one.
+resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: topicName
+}
+
+module deadLetterAccess 'dead-letter-access.bicep' = {
+  name: 'deadletter-${vaultName}-${nameToken}'
+  scope: resourceGroup(storageIdParts[2], storageIdParts[4])
+  params: {
+    storageAccountName: last(storageIdParts)
+    deadLetterContainerName: deadLetterContainerName
+    // An existing topic must have its system-assigned identity enabled (docs/deploy.md, "A vault that already has a
+    // system topic").
+    topicPrincipalId: createTopic ? createdTopic.identity.principalId : topic.identity.principalId
+  }
+}
+
 resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (subscribeEvents) {
   parent: topic
-  name: 'renewal-certificate-events'
+  name: subscriptionName
   properties: {
     destination: {
       endpointType: 'AzureFunction'
@@ -78,7 +113,7 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
         preferredBatchSizeInKilobytes: 64
       }
     }
-    eventDeliverySchema: 'EventGridSchema'
+    eventDeliverySchema: eventDeliverySchema
     filter: {
       includedEventTypes: [
         'Microsoft.KeyVault.CertificateNearExpiry'
@@ -90,10 +125,10 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
       maxDeliveryAttempts: 30
       eventTimeToLiveInMinutes: 1440
     }
+    // SYSTEM-assigned: the only identity Event Grid may use behind the storage firewall (VNET integration on).
     deadLetterWithResourceIdentity: {
       identity: {
-        type: 'UserAssigned'
-        userAssignedIdentity: deadLetterIdentityId
+        type: 'SystemAssigned'
       }
       deadLetterDestination: {
         endpointType: 'StorageBlob'
@@ -104,38 +139,49 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
       }
     }
   }
+  dependsOn: [
+    createdTopic
+    deadLetterAccess
+  ]
 }
 
-resource deadLetterAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
-  name: 'alert-deadletter-${vaultName}'
-  location: 'global'
-  tags: tags
-  properties: {
-    description: 'A Key Vault certificate event for ${vaultName} could not be delivered to the renewal app and was dead-lettered.'
-    severity: 1
-    enabled: true
-    scopes: [
-      topic.id
-    ]
-    evaluationFrequency: 'PT5M'
-    windowSize: 'PT15M'
-    criteria: {
-      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
-      allOf: [
-        {
-          criterionType: 'StaticThresholdCriterion'
-          name: 'dead-lettered'
-          metricName: 'DeadLetteredCount'
-          metricNamespace: 'Microsoft.EventGrid/systemTopics'
-          operator: 'GreaterThan'
-          threshold: 0
-          timeAggregation: 'Total'
-        }
+resource deliveryAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+  for alert in deliveryAlerts: {
+    name: 'alert-${alert.kind}-${vaultName}-${nameToken}'
+    location: 'global'
+    tags: tags
+    properties: {
+      description: alert.description
+      severity: 1
+      enabled: true
+      scopes: [
+        topic.id
       ]
+      evaluationFrequency: 'PT5M'
+      windowSize: 'PT15M'
+      criteria: {
+        'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+        allOf: [
+          {
+            criterionType: 'StaticThresholdCriterion'
+            name: alert.kind
+            metricName: alert.metricName
+            metricNamespace: 'Microsoft.EventGrid/systemTopics'
+            dimensions: subscriptionDimension
+            operator: 'GreaterThan'
+            threshold: 0
+            timeAggregation: 'Total'
+          }
+        ]
+      }
+      actions: empty(actionGroupId) ? [] : alertActions
     }
-    actions: empty(actionGroupId) ? [] : alertActions
+    dependsOn: [
+      createdTopic
+    ]
   }
-}
+]
 
 output systemTopicId string = topic.id
-output vaultUrl string = vault.properties.vaultUri
+output systemTopicName string = topicName
+output subscriptionName string = subscriptionName

@@ -144,3 +144,62 @@ def test_event_grid_invocation_builds_the_event_and_runs_the_app(
     assert [(o["status"], o["reason"], o["vault_name"]) for o in outcomes] == [
         ("skipped", "vault_not_allowed", "sample-kv")
     ]
+
+
+def _event_bodies() -> list[tuple[str, dict[str, Any]]]:
+    bodies = []
+    for path in sorted(EVENTS_DIR.glob("*.json")):
+        body = json.loads(path.read_text())
+        # Event Grid schema deliveries are arrays; the host invokes once per element. CloudEvents arrive one by one.
+        for event in body if isinstance(body, list) else [body]:
+            bodies.append((path.name, event))
+    return bodies
+
+
+@pytest.mark.parametrize(("sample", "event"), _event_bodies(), ids=[name for name, _ in _event_bodies()])
+def test_event_grid_invocation_reads_both_schemas_through_the_worker_converter(
+    functions: dict[str, Any],
+    outcomes: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    sample: str,
+    event: dict[str, Any],
+) -> None:
+    """Each sample (Event Grid schema and CloudEvents 1.0) goes through the worker's real Event Grid converter, and
+    the app reads its vault and certificate: for a vault outside RENEWAL_VAULTS it ends as vault_not_allowed."""
+    import azure_functions_runtime as worker
+    from azure.functions import meta
+
+    # The object the worker's converter builds from this body: a func.CloudEvent when it carries specversion.
+    converter = meta.get_binding_registry().get("eventGridTrigger")
+    built = converter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={})
+    assert type(built).__name__ == ("CloudEvent" if "specversion" in event else "EventGridEvent"), sample
+
+    for setting in ("RENEWAL_CA_PROFILES", "RENEWAL_DEFAULT_CA_PROFILE", "RENEWAL_WEBHOOKS"):
+        monkeypatch.delenv(setting, raising=False)
+    monkeypatch.setenv("RENEWAL_VAULTS", "other-kv=https://other-kv.vault.azure.net")
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    function_id = functions[EVENT_FUNCTION].function_id
+    loaded = asyncio.run(
+        worker.function_load_request(
+            request(request=request(function_load_request=request(function_id=function_id, metadata=None)))
+        )
+    )
+    assert loaded.result.status == HostProtos.StatusResult.Success
+
+    invocation = request(
+        invocation_id="3b8e1c2a-0000-4000-8000-000000000002",
+        function_id=function_id,
+        input_data=[HostProtos.ParameterBinding(name="event", data=typed_json(event))],
+        trigger_metadata={
+            "data": typed_json(event["data"]),
+            "sys": typed_json({"MethodName": EVENT_FUNCTION, "UtcNow": "2026-01-01T00:00:00Z"}),
+        },
+        trace_context=HostProtos.RpcTraceContext(trace_parent="", trace_state="", attributes={}),
+        retry_context=HostProtos.RetryContext(retry_count=0, max_retry_count=0, exception=None),
+    )
+    response = asyncio.run(worker.invocation_request(request(request=request(invocation_request=invocation))))
+
+    assert response.result.status == HostProtos.StatusResult.Success, response.result.exception
+    assert [(o["status"], o["reason"], o["vault_name"], o["certificate_name"]) for o in outcomes] == [
+        ("skipped", "vault_not_allowed", "sample-kv", "newcert")
+    ], sample

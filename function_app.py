@@ -27,8 +27,9 @@ def renewal_sweep(timer: func.TimerRequest) -> None:
 @app.function_name(name="manual_renew")
 @app.route(route="renew/{vault}/{name}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def manual_renew(req: func.HttpRequest) -> func.HttpResponse:
-    """Renew one certificate now; answers the outcome as JSON."""
-    status, body = renewal.renew_now(req.route_params.get("vault", ""), req.route_params.get("name", ""))
+    """Renew one certificate now (``?force=true`` past a pause or the cooldown); answers the outcome as JSON."""
+    force = req.params.get("force", "").lower() == "true"
+    status, body = renewal.renew_now(req.route_params.get("vault", ""), req.route_params.get("name", ""), force=force)
     return func.HttpResponse(body, status_code=status, mimetype="application/json")
 
 

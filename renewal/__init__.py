@@ -34,11 +34,11 @@ def run_sweep() -> Any:
     return run()
 
 
-def renew_now(vault_name: str, certificate_name: str) -> tuple[int, str]:
+def renew_now(vault_name: str, certificate_name: str, *, force: bool = False) -> tuple[int, str]:
     """Renew one certificate now; HTTP status and JSON outcome. See ``renewal.app.renew_now``."""
     from renewal.app import renew_now as renew
 
-    return renew(vault_name, certificate_name)
+    return renew(vault_name, certificate_name, force=force)
 
 
 def status() -> tuple[int, str]:

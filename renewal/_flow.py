@@ -23,19 +23,28 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from renewal.ca import CAAdapter, CAProfile, Issued, Pending, ReplacingCAAdapter, SigningRequest, adapter_for
+from renewal.ca import (
+    CAAdapter,
+    CAProfile,
+    Issued,
+    Pending,
+    RenewalInfoSource,
+    ReplacingCAAdapter,
+    SigningRequest,
+    adapter_for,
+)
 from renewal.config import Settings
 from renewal.deliveries import Deliverer, queue_failure, queue_for
 from renewal.errors import RenewalError, RetryableError, VerificationError
 from renewal.intake import Ignored, RenewalRequest
 from renewal.journal import ClaimLostError, Journal, OutboxItem, RenewalRecord, table_client_from_environ
 from renewal.keyvault import (
-    RENEWED_BY_VALUE,
     TAG_PREVIOUS_VERSION,
     TAG_RENEWED_BY,
     TAG_RENEWED_WITH_PROFILE,
@@ -45,9 +54,12 @@ from renewal.keyvault import (
     StaticTokenCredential,
 )
 from renewal.outcome import Delivery, Outcome, log_outcome, to_dict
-from renewal.plan import Renew, Resume, Skip, decide
+from renewal.plan import CertificateState, Plan, Renew, Resume, Skip, decide, profile_for
+from renewal.redact import SecretScrubber, scrub
+from renewal.tags import RENEWED_BY_VALUE
 from renewal.verify import VerifiedCertificate, describe, verify_issued
 from renewal.webhooks import WebhookSender
+from renewal.window import WindowRule
 
 __all__ = ["Runtime", "outcome_for_ignored", "renew"]
 
@@ -58,6 +70,9 @@ logger = logging.getLogger("renewal")
 _LONGEST_RETRY = timedelta(hours=6)
 # Retries aim to finish this long before the certificate expires.
 _EXPIRY_MARGIN = timedelta(hours=1)
+
+
+_SOMEONE_ELSE = "another worker holds this certificate's renewal; it will finish it"
 
 
 def _worker_id() -> str:
@@ -119,15 +134,23 @@ class Runtime:
                 claim_seconds=settings.claim_seconds,
             )
         if "topic" not in parts and settings.outcome_topic_endpoint:
+            from renewal.keyvault import is_loopback_url
             from renewal.topic import OutcomeTopic
 
+            # The static token is for local emulators: a topic elsewhere gets DefaultAzureCredential (None).
+            local_topic = is_loopback_url(settings.outcome_topic_endpoint)
             parts["topic"] = OutcomeTopic(
                 settings.outcome_topic_endpoint,
                 key=settings.outcome_topic_key,
-                credential=credential,
+                credential=credential if local_topic else None,
                 connection_verify=settings.keyvault_ca_bundle,
             )
+        SecretScrubber.install(settings.secret_values)
         return cls(**parts)
+
+    def scrub(self, text: str) -> str:
+        """``text`` fit to show: without PEM blocks, control characters, credentials or any configured secret."""
+        return scrub(text, self.settings.secret_values)
 
     def adapter(self, profile: CAProfile) -> CAAdapter:
         """Return the profile's CA adapter, created once.
@@ -169,14 +192,22 @@ def renew(request: RenewalRequest, runtime: Runtime) -> Outcome:
     try:
         record = runtime.journal.claim(request.vault_name, request.certificate_name, runtime.worker_id)
         if record is None:
-            outcome = context.outcome(
-                "skipped", "renewal_in_progress", "another worker holds this certificate's renewal; it will finish it"
-            )
+            outcome = context.outcome("skipped", "renewal_in_progress", _SOMEONE_ELSE)
         else:
             claim = _Claim(runtime.journal, record)
             outcome = _renew(request, runtime, context, claim)
+    except ClaimLostError:
+        # Another worker took the record over (our claim lapsed): it owns the renewal now, nothing failed.
+        outcome = replace(
+            context.outcome("skipped", "renewal_in_progress", _SOMEONE_ELSE),
+            duration_seconds=time.monotonic() - started,
+        )
+        log_outcome(outcome, logger)
+        return outcome
     except RenewalError as exc:
-        outcome = context.outcome("failed", exc.reason, exc.message)
+        # CA and service text may echo what it was sent: scrubbed before the journal, the log or an event.
+        message = runtime.scrub(exc.message)
+        outcome = context.outcome("failed", exc.reason, message)
         outcome = replace(
             outcome, duration_seconds=time.monotonic() - started, retryable=isinstance(exc, RetryableError)
         )
@@ -184,11 +215,12 @@ def renew(request: RenewalRequest, runtime: Runtime) -> Outcome:
             _record_failure(runtime, claim, exc, outcome)
         log_outcome(outcome, logger)
         if isinstance(exc, RetryableError) and request.trigger == "event_grid":
-            raise
+            # The host logs what it is raised, chain included: only the scrubbed message leaves.
+            raise RetryableError(message, reason=exc.reason, retry_after=exc.retry_after) from None
         return outcome
     outcome = replace(outcome, duration_seconds=time.monotonic() - started)
     if claim is not None:
-        _release(claim, outcome)
+        _release(claim, outcome, now=runtime.clock())
     log_outcome(outcome, logger)
     return outcome
 
@@ -226,7 +258,7 @@ class _Context:
     new_version: str | None = None
     deliveries: tuple[Delivery, ...] = ()
 
-    def outcome(self, status: Any, reason: str, message: str) -> Outcome:
+    def outcome(self, status: Any, reason: str, message: str, *, renews_from: datetime | None = None) -> Outcome:
         # Oddities intake tolerated (an Id naming another host, say) stay visible in the record.
         notes = "; ".join(self.request.notes)
         return Outcome(
@@ -241,6 +273,7 @@ class _Context:
             trigger=self.request.trigger,
             event_id=self.request.event_id,
             deliveries=self.deliveries,
+            renews_from=renews_from,
         )
 
 
@@ -260,14 +293,15 @@ def _renew(request: RenewalRequest, runtime: Runtime, context: _Context, claim: 
     if record.step == "merged" or _merged_unrecorded(record, snapshot):
         return _finish_merged(request, runtime, context, claim, snapshot)
 
-    plan = decide(request, state, profiles=settings.ca_profiles, default_profile=settings.default_ca_profile)
+    _warn_if_shorter_than_the_sweep_allows(request, runtime, state)
+    plan = _decide(request, runtime, snapshot, record)
     _step(request, "decide", type(plan).__name__.lower())
     if isinstance(plan, Skip):
         context.previous_version = state.version
         if plan.reason == "already_renewed" and record.under_way:
             # Renewed meanwhile by someone else (a person, another deployment): nothing left to resume.
             claim.save(replace(record, step="done", next_attempt_at=None))
-        return context.outcome("skipped", plan.reason, plan.message)
+        return context.outcome("skipped", plan.reason, plan.message, renews_from=plan.renews_from)
 
     profile = plan.profile
     context.ca_profile = profile.name
@@ -337,8 +371,24 @@ def _renew(request: RenewalRequest, runtime: Runtime, context: _Context, claim: 
         )
     runtime.checkpoint("submitted")
 
+    anchors, replaced_leaf_der = _trust_for_verification(
+        profile,
+        settings.environ,
+        vault.read_version_der,
+        request.certificate_name,
+        replaced_leaf_der=snapshot.certificate_der if isinstance(plan, Renew) else None,
+        previous_version=previous_version,
+    )
     try:
-        verified = verify_issued(pending.csr_der, answer, now=runtime.clock())
+        verified = verify_issued(
+            pending.csr_der,
+            answer,
+            now=runtime.clock(),
+            validity_months=state.validity_months,
+            ekus=state.ekus,
+            replaced_leaf_der=replaced_leaf_der,
+            anchors=anchors,
+        )
     except VerificationError:
         # The CA's answer is unusable: forget it, so the next attempt asks the CA again.
         claim.save(replace(claim.record, step="begun", issued_leaf_pem=None, issued_chain_pem=None))
@@ -354,6 +404,53 @@ def _renew(request: RenewalRequest, runtime: Runtime, context: _Context, claim: 
     claim.save(replace(claim.record, step="merged", new_version=merged.version), outbox=outbox)
     runtime.checkpoint("merged")
     return _deliver_and_finish(request, runtime, context, claim, resumed=pending.resumed)
+
+
+def _decide(request: RenewalRequest, runtime: Runtime, snapshot: CertificateSnapshot, record: RenewalRecord) -> Plan:
+    """The plan for this certificate now; for an early event, the CA's suggestion (ACME ARI) is asked once."""
+    settings = runtime.settings
+    state = snapshot.state
+    done = record.step == "done" and record.previous_version is not None
+    decision = partial(
+        decide,
+        request,
+        state,
+        profiles=settings.ca_profiles,
+        default_profile=settings.default_ca_profile,
+        now=runtime.clock(),
+        window=WindowRule(fraction=settings.window_fraction, jitter=settings.window_jitter),
+        renewed_versions=(record.previous_version,) if done and record.previous_version else (),
+        resuming=record.under_way and record.previous_version == state.version and record.csr_sha256 is not None,
+        manual_cooldown=timedelta(seconds=settings.manual_cooldown_seconds),
+        sweep_lead=settings.sweep_interval / 2 if settings.sweep_interval else timedelta(0),
+    )
+    plan = decision()
+    if not (isinstance(plan, Skip) and plan.reason == "not_due" and request.trigger == "event_grid"):
+        return plan
+    profile = profile_for(state.tags, settings.ca_profiles, settings.default_ca_profile)
+    adapter = runtime.adapter(profile) if profile is not None else None
+    if not isinstance(adapter, RenewalInfoSource) or not snapshot.certificate_der:
+        return plan
+    window = adapter.suggested_window(_pem(snapshot.certificate_der))
+    return decision(suggested_start=window[0]) if window is not None else plan
+
+
+def _warn_if_shorter_than_the_sweep_allows(request: RenewalRequest, runtime: Runtime, state: CertificateState) -> None:
+    """The sweep's cadence bounds how short a lifetime can be served: say so when a certificate lives shorter."""
+    interval = runtime.settings.sweep_interval
+    if interval is None or state.not_before is None or state.expires_on is None:
+        return
+    lifetime = state.expires_on - state.not_before
+    if lifetime < interval * 4:
+        logger.warning(
+            "certificate lifetime shorter than four sweep intervals: vault=%s certificate=%s lifetime_hours=%.2f "
+            "sweep_interval_minutes=%.1f; schedule the sweep at least every %.1f minutes (docs/short-lived.md)",
+            request.vault_name,
+            request.certificate_name,
+            lifetime.total_seconds() / 3600,
+            interval.total_seconds() / 60,
+            lifetime.total_seconds() / 240,
+        )
 
 
 def _ask_ca(
@@ -493,10 +590,10 @@ def _record_failure(runtime: Runtime, claim: _Claim, exc: RenewalError, outcome:
         attempts=attempts,
         next_attempt_at=next_attempt,
         last_reason=exc.reason,
-        last_error=exc.message[:500],
+        last_error=outcome.message[:500],
     )
     announcements = queue_failure(runtime.settings, outcome, now=now, occurrence=f"{record.csr_sha256}/{attempts}")
-    _release(claim, outcome, failed, outbox=announcements)
+    _release(claim, outcome, failed, outbox=announcements, now=now)
     if announcements:
         queued = {item.webhook_id for item in announcements}
         stored = runtime.journal.outbox([record.vault_name], certificate_name=record.certificate_name)
@@ -504,10 +601,15 @@ def _record_failure(runtime: Runtime, claim: _Claim, exc: RenewalError, outcome:
 
 
 def _release(
-    claim: _Claim, outcome: Outcome, record: RenewalRecord | None = None, *, outbox: Sequence[OutboxItem] = ()
+    claim: _Claim,
+    outcome: Outcome,
+    record: RenewalRecord | None = None,
+    *,
+    outbox: Sequence[OutboxItem] = (),
+    now: datetime,
 ) -> None:
     try:
-        claim.journal.release((record or claim.record).with_outcome(_history_entry(outcome)), outbox=outbox)
+        claim.journal.release((record or claim.record).with_outcome(_history_entry(outcome, now)), outbox=outbox)
     except ClaimLostError:
         logger.debug("claim of %s lost before release; the new holder owns the record", outcome.certificate_name)
     except RetryableError as exc:
@@ -515,10 +617,10 @@ def _release(
         logger.debug("could not release the claim of %s: %s", outcome.certificate_name, exc.reason)
 
 
-def _history_entry(outcome: Outcome) -> dict[str, object]:
+def _history_entry(outcome: Outcome, now: datetime) -> dict[str, object]:
     entry = to_dict(outcome)
     entry.pop("deliveries", None)
-    entry["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    entry["at"] = now.isoformat(timespec="seconds")
     return entry
 
 
@@ -548,3 +650,28 @@ def _new_version_tags(current: Mapping[str, str], *, profile: str, previous_vers
     if previous_version:
         tags[TAG_PREVIOUS_VERSION] = previous_version
     return tags
+
+
+def _trust_for_verification(
+    profile: CAProfile,
+    environ: Mapping[str, str],
+    read_version_der: Callable[[str, str], bytes | None],
+    certificate_name: str,
+    *,
+    replaced_leaf_der: bytes | None,
+    previous_version: str | None,
+) -> tuple[tuple[x509.Certificate, ...], bytes | None]:
+    """What the CA's answer must chain to: the profile's configured anchors, or else the certificate of the version
+    being replaced (its issuing CA is the default anchor), read from Key Vault (one request) when the renewal
+    resumed from a pending placeholder and so never saw it.
+
+    Raises:
+        ConfigurationError: the profile's trust anchor option cannot be read (the CA's answer stays recorded).
+        RetryableError / PermanentError: as ``VaultCertificates.read_version_der``.
+    """
+    from renewal.anchors import trust_anchors_for
+
+    anchors = trust_anchors_for(profile, environ)
+    if anchors or replaced_leaf_der is not None or previous_version is None:
+        return anchors, replaced_leaf_der
+    return anchors, read_version_der(certificate_name, previous_version)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from renewal._flow import Runtime, outcome_for_ignored, renew
-from renewal.config import Settings
+from renewal.config import VAULT_NAME, Settings
 from renewal.errors import RenewalError, RetryableError
-from renewal.intake import Ignored, on_demand_request, parse_event
+from renewal.intake import OBJECT_NAME, Ignored, on_demand_request, parse_event
 from renewal.outcome import Outcome, log_outcome
 from renewal.report import status_report
 from renewal.sweep import SweepReport, sweep
@@ -30,7 +29,6 @@ __all__ = [
 
 logger = logging.getLogger("renewal")
 
-_CERTIFICATE_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _runtime_lock = threading.Lock()
 _runtime: tuple[tuple[tuple[str, str], ...], Runtime] | None = None
 
@@ -54,18 +52,39 @@ def current_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
 
 
 def event_grid_envelope(event: Any) -> dict[str, object]:
-    """Turn the Functions host's ``func.EventGridEvent`` into the Event Grid schema's dict form."""
+    """Turn the event the Event Grid trigger hands the function into the dict form ``parse_event`` reads.
+
+    The worker's converter (azure-functions 1.x and 2.x) gives a ``func.CloudEvent`` when the delivered body carries
+    ``specversion`` (a subscription in the CloudEvents 1.0 schema) and a ``func.EventGridEvent`` otherwise; each
+    becomes its own schema's dict (``specversion``/``type``/``source``/``time``, or
+    ``eventType``/``topic``/``eventTime``).
+    """
     try:
         data = event.get_json()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
+        # Unreadable data is intake's to report, as a malformed event.
         data = None
-    event_time = getattr(event, "event_time", None)
+
+    def timestamp(value: object) -> object:
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
+    specversion = getattr(event, "specversion", None)
+    if specversion is not None:
+        return {
+            "specversion": specversion,
+            "id": getattr(event, "id", None),
+            "source": getattr(event, "source", None),
+            "subject": getattr(event, "subject", None),
+            "type": getattr(event, "type", None),
+            "time": timestamp(getattr(event, "time", None)),
+            "data": data,
+        }
     return {
         "id": getattr(event, "id", None),
         "topic": getattr(event, "topic", None),
         "subject": getattr(event, "subject", None),
         "eventType": getattr(event, "event_type", None),
-        "eventTime": event_time.isoformat() if event_time is not None else None,
+        "eventTime": timestamp(getattr(event, "event_time", None)),
         "dataVersion": getattr(event, "data_version", None),
         "data": data,
     }
@@ -90,7 +109,8 @@ def handle_event(envelope: Mapping[str, object], runtime: Runtime | None = None)
 
 
 def handle_event_grid_event(event: Any) -> Outcome:
-    """Handle one ``func.EventGridEvent`` from the Event Grid trigger."""
+    """Handle one event from the Event Grid trigger: a ``func.EventGridEvent``, or the ``func.CloudEvent`` the
+    worker builds for a subscription in the CloudEvents 1.0 schema."""
     return handle_event(event_grid_envelope(event))
 
 
@@ -108,9 +128,10 @@ def run_sweep() -> SweepReport | None:
     return sweep(runtime)
 
 
-def renew_now(vault_name: str, certificate_name: str) -> tuple[int, str]:
+def renew_now(vault_name: str, certificate_name: str, *, force: bool = False) -> tuple[int, str]:
     """Renew one certificate now (the manual HTTP trigger): the same path as an event; HTTP status and JSON body.
 
+    ``force`` renews a paused certificate, or one whose current version is inside the manual cooldown.
     200 renewed or skipped, 202 pending at the CA, 404 vault not allowed or certificate unknown, 422 failed for
     good, 503 failed for now (retrying later may help).
     """
@@ -120,12 +141,12 @@ def renew_now(vault_name: str, certificate_name: str) -> tuple[int, str]:
         outcome = Outcome(status="failed", reason=exc.reason, message=exc.message, trigger="manual")
         log_outcome(outcome, logger)
         return 500, outcome_json(outcome)
-    vault = runtime.settings.vaults.get(vault_name.strip().lower())
-    if vault is None or not _CERTIFICATE_NAME.match(certificate_name):
+    vault = runtime.settings.vaults.get(vault_name.lower()) if VAULT_NAME.fullmatch(vault_name) else None
+    if vault is None or not OBJECT_NAME.fullmatch(certificate_name):
         outcome = outcome_for_ignored(
             Ignored(
                 "vault_not_allowed" if vault is None else "invalid_name",
-                f"vault {vault_name[:40]!r} is not in RENEWAL_VAULTS"
+                f"vault {vault_name[:40]!r} is not in RENEWAL_VAULTS (names are matched whole, in ASCII)"
                 if vault is None
                 else f"{certificate_name[:60]!r} is not a Key Vault certificate name",
                 vault_name=vault_name[:40],
@@ -133,7 +154,7 @@ def renew_now(vault_name: str, certificate_name: str) -> tuple[int, str]:
             )
         )
         return 404, outcome_json(outcome)
-    outcome = renew(on_demand_request(vault, certificate_name, trigger="manual"), runtime)
+    outcome = renew(on_demand_request(vault, certificate_name, trigger="manual", force=force), runtime)
     if outcome.status == "pending":
         code = 202
     elif outcome.status != "failed":

@@ -31,6 +31,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -68,13 +69,17 @@ RETRY_SECONDS = "RENEWAL_RETRY_SECONDS"
 WEBHOOK_RETRY_SECONDS = "RENEWAL_WEBHOOK_RETRY_SECONDS"
 KEYVAULT_TIMEOUT = "RENEWAL_KEYVAULT_TIMEOUT_SECONDS"
 OUTCOME_TOPIC_KEY = "RENEWAL_OUTCOME_TOPIC_KEY_SETTING"
-_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+SWEEP_SCHEDULE = "RENEWAL_SWEEP_SCHEDULE"
+MANUAL_COOLDOWN = "RENEWAL_MANUAL_COOLDOWN_SECONDS"
+# Every name is matched whole (``fullmatch``) and in ASCII: ``$`` lets a trailing newline through, and Unicode
+# case folding maps the Kelvin sign to "k".
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}", re.ASCII)
 
 # Key Vault names: "3-24 characters, alphanumerics and dashes, start with a letter, end with a letter or digit,
 # no consecutive dashes" (Azure resource naming rules).
-_VAULT_NAME = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
-_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
+VAULT_NAME = re.compile(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]", re.ASCII)
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,127}", re.ASCII)
 _WEBHOOK_KEYS = frozenset({"url", "secret_setting", "tag"})
 _WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 
@@ -134,6 +139,10 @@ class Settings:
         retry_seconds: the first retry delay of a renewal that failed for now.
         webhook_retry_seconds: the first redelivery delay of a failed delivery.
         keyvault_timeout_seconds: connect and read timeout of each Key Vault request.
+        sweep_interval: the longest gap between two sweeps, read from ``RENEWAL_SWEEP_SCHEDULE``, if set.
+        manual_cooldown_seconds: a manual renewal inside this time after the current version was created is
+            refused unless forced.
+        secret_values: every secret the settings hold or name, for scrubbing text before it is shown.
     """
 
     vaults: Mapping[str, VaultConfig]
@@ -156,6 +165,9 @@ class Settings:
     retry_seconds: float = 120.0
     webhook_retry_seconds: float = 60.0
     keyvault_timeout_seconds: float = 30.0
+    sweep_interval: timedelta | None = None
+    manual_cooldown_seconds: float = 300.0
+    secret_values: frozenset[str] = field(default=frozenset(), repr=False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -168,11 +180,12 @@ class Settings:
         profiles = _parse_ca_profiles(environ.get(CA_PROFILES, ""), environ)
         default = _optional(environ, DEFAULT_CA_PROFILE)
         if default is not None and default not in profiles:
-            raise ConfigurationError(DEFAULT_CA_PROFILE, f"names profile {default!r}, which {CA_PROFILES} lacks")
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ConfigurationError(DEFAULT_CA_PROFILE, f"names a profile {CA_PROFILES} lacks (configured: {known})")
         webhooks = _parse_webhooks(environ.get(WEBHOOKS, ""), environ)
         bundle = _optional(environ, KEYVAULT_CA_BUNDLE)
         if bundle is not None and not os.path.isfile(bundle):
-            raise ConfigurationError(KEYVAULT_CA_BUNDLE, f"file {bundle!r} does not exist")
+            raise ConfigurationError(KEYVAULT_CA_BUNDLE, "names a file that does not exist")
         token = _optional(environ, KEYVAULT_STATIC_TOKEN)
         if token is not None:
             remote = [v.name for v in vaults.values() if not is_loopback_host(urlsplit(v.url).hostname or "")]
@@ -182,7 +195,7 @@ class Settings:
                     f"is for a local emulator only, but vault(s) {', '.join(remote)} are not on loopback",
                 )
         journal_table = _optional(environ, JOURNAL_TABLE) or "renewals"
-        if not _TABLE_NAME.match(journal_table):
+        if not _TABLE_NAME.fullmatch(journal_table):
             raise ConfigurationError(JOURNAL_TABLE, "must be 3-63 letters and digits, starting with a letter")
         topic = _optional(environ, OUTCOME_TOPIC)
         if topic is not None:
@@ -190,7 +203,11 @@ class Settings:
             if problem:
                 raise ConfigurationError(OUTCOME_TOPIC, problem)
         topic_key_setting = _optional(environ, OUTCOME_TOPIC_KEY)
-        topic_key = resolve_secret_setting(environ, topic_key_setting) if topic_key_setting else None
+        topic_key = (
+            resolve_secret_setting(environ, topic_key_setting, named_by=(OUTCOME_TOPIC_KEY, "this setting"))
+            if topic_key_setting
+            else None
+        )
         return cls(
             journal_table=journal_table,
             sweep_budget_seconds=_number(environ, SWEEP_BUDGET, 120.0, low=5.0, high=3600.0),
@@ -204,6 +221,9 @@ class Settings:
             retry_seconds=_number(environ, RETRY_SECONDS, 120.0, low=0.0, high=86400.0),
             webhook_retry_seconds=_number(environ, WEBHOOK_RETRY_SECONDS, 60.0, low=0.0, high=86400.0),
             keyvault_timeout_seconds=_number(environ, KEYVAULT_TIMEOUT, 30.0, low=0.5, high=300.0),
+            sweep_interval=_sweep_interval(environ),
+            manual_cooldown_seconds=_number(environ, MANUAL_COOLDOWN, 300.0, low=0.0, high=86400.0),
+            secret_values=_secret_values(environ, profiles, webhooks, token, topic_key),
             outcome_topic_key=topic_key,
             vaults=MappingProxyType(vaults),
             ca_profiles=MappingProxyType(profiles),
@@ -226,14 +246,21 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def resolve_secret_setting(environ: Mapping[str, str], setting: str) -> str:
+def resolve_secret_setting(environ: Mapping[str, str], setting: str, *, named_by: tuple[str, str] | None = None) -> str:
     """Return the non-empty value of the app setting ``setting``.
 
+    ``named_by`` is ``(setting, where)``: the setting and option that name ``setting``. A missing setting is then
+    reported against them, without repeating the name, since the name is what the operator typed and may be a
+    secret pasted in the wrong place.
+
     Raises:
-        ConfigurationError: the setting is missing or empty (names the setting, never shows a value).
+        ConfigurationError: the setting is missing or empty (never shows a value).
     """
     value = environ.get(setting, "").strip()
     if not value:
+        if named_by is not None:
+            parent, where = named_by
+            raise ConfigurationError(parent, f"{where} names an app setting that is missing or empty")
         raise ConfigurationError(setting, "is missing or empty")
     return value
 
@@ -245,10 +272,60 @@ def _number(environ: Mapping[str, str], setting: str, default: float, *, low: fl
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(setting, f"must be a number, not {raw[:40]!r}") from None
+        raise ConfigurationError(setting, "must be a number") from None
     if not low <= value <= high:
         raise ConfigurationError(setting, f"must be between {low:g} and {high:g}")
     return value
+
+
+def _sweep_interval(environ: Mapping[str, str]) -> timedelta | None:
+    raw = _optional(environ, SWEEP_SCHEDULE)
+    if raw is None:
+        return None
+    from renewal.schedule import sweep_interval
+
+    interval = sweep_interval(raw)
+    if interval is None and not raw.startswith("%"):
+        raise ConfigurationError(SWEEP_SCHEDULE, "is not a six-field NCRONTAB schedule ({second} {minute} {hour} ...)")
+    return interval
+
+
+# Shapes of the connection strings' secret parts, whose values must never be shown.
+_CONNECTION_SECRETS = re.compile(r"(?:AccountKey|SharedAccessSignature|SharedAccessKey)=([^;]+)", re.IGNORECASE)
+_CONNECTION_SETTINGS = ("AzureWebJobsStorage", "RENEWAL_JOURNAL_CONNECTION", "APPLICATIONINSIGHTS_CONNECTION_STRING")
+
+
+def _secret_values(
+    environ: Mapping[str, str],
+    profiles: Mapping[str, CAProfile],
+    webhooks: tuple[WebhookEndpoint, ...],
+    token: str | None,
+    topic_key: str | None,
+) -> frozenset[str]:
+    values: set[str] = {endpoint.secret for endpoint in webhooks}
+    values.update(v for v in (token, topic_key) if v)
+
+    def named(options: object) -> None:
+        if isinstance(options, Mapping):
+            for key, value in options.items():
+                if isinstance(key, str) and key.endswith("_setting") and isinstance(value, str):
+                    secret = environ.get(value, "").strip()
+                    if secret:
+                        values.add(secret)
+                        # One-line PEM settings are read with their "\n" escapes turned into newlines.
+                        values.add(secret.replace("\\n", "\n"))
+                else:
+                    named(value)
+        elif isinstance(options, list):
+            for item in options:
+                named(item)
+
+    for profile in profiles.values():
+        named(profile.options)
+    for setting in _CONNECTION_SETTINGS:
+        values.update(match.group(1) for match in _CONNECTION_SECRETS.finditer(environ.get(setting, "")))
+    # Too short a value would redact ordinary words; such a "secret" protects nothing anyway.
+    return frozenset(v for v in values if len(v) >= 8)
 
 
 def _optional(environ: Mapping[str, str], setting: str) -> str | None:
@@ -261,13 +338,18 @@ def _parse_vaults(raw: str) -> dict[str, VaultConfig]:
     if not entries:
         raise ConfigurationError(VAULTS, "is required: a comma-separated list of name=https://url or name")
     vaults: dict[str, VaultConfig] = {}
-    for entry in entries:
+    for position, entry in enumerate(entries, start=1):
         name, sep, url = (part.strip() for part in entry.partition("="))
-        if not _VAULT_NAME.match(name):
-            raise ConfigurationError(VAULTS, f"{name[:40]!r} is not a valid vault name")
+        if not VAULT_NAME.fullmatch(name):
+            raise ConfigurationError(
+                VAULTS, f"entry {position} is not a valid vault name (3-24 ASCII letters, digits and dashes)"
+            )
         url = _vault_url(url) if sep else f"https://{name.lower()}.vault.azure.net"
         if name.lower() in vaults:
             raise ConfigurationError(VAULTS, f"vault {name!r} is listed twice")
+        twin = next((v.name for v in vaults.values() if v.url.lower() == url.lower()), None)
+        if twin is not None:
+            raise ConfigurationError(VAULTS, f"vaults {twin!r} and {name!r} have the same URL")
         vaults[name.lower()] = VaultConfig(name=name, url=url)
     return vaults
 
@@ -277,9 +359,11 @@ def _vault_url(url: str) -> str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ConfigurationError(VAULTS, f"{url[:80]!r} is not a valid URL") from exc
+        raise ConfigurationError(VAULTS, "a vault URL is not a valid URL") from exc
     if parts.scheme != "https" or not parts.hostname:
-        raise ConfigurationError(VAULTS, f"{url[:80]!r} must be an https URL with a host")
+        raise ConfigurationError(VAULTS, "a vault URL must be https with a host")
+    if not parts.hostname.isascii():
+        raise ConfigurationError(VAULTS, "a vault URL's host must be ASCII (IDNA-encode it)")
     if parts.username or parts.password or parts.query or parts.fragment or parts.path.strip("/"):
         raise ConfigurationError(VAULTS, f"{parts.hostname!r}: a vault URL has no path, query or credentials")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
@@ -294,6 +378,8 @@ def _load_json_object(setting: str, raw: str) -> dict[str, object]:
     except json.JSONDecodeError as exc:
         # The position only, never the text: the value may hold something the operator pasted by mistake.
         raise ConfigurationError(setting, f"is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise ConfigurationError(setting, "is nested too deeply") from exc
     if not isinstance(value, dict):
         raise ConfigurationError(setting, "must be a JSON object")
     return value
@@ -305,8 +391,8 @@ def _parse_ca_profiles(raw: str, environ: Mapping[str, str]) -> dict[str, CAProf
 
     profiles: dict[str, CAProfile] = {}
     for name, spec in _load_json_object(CA_PROFILES, raw).items():
-        if not _PROFILE_NAME.match(name):
-            raise ConfigurationError(CA_PROFILES, f"{name[:40]!r} is not a valid profile name")
+        if not _PROFILE_NAME.fullmatch(name):
+            raise ConfigurationError(CA_PROFILES, "a profile name is not valid (ASCII letters, digits, _ . -)")
         if not isinstance(spec, dict):
             raise ConfigurationError(CA_PROFILES, f"profile {name!r} must be a JSON object")
         adapter = spec.get("adapter")
@@ -322,9 +408,9 @@ def _parse_ca_profiles(raw: str, environ: Mapping[str, str]) -> dict[str, CAProf
                     "setting with a *_setting option",
                 )
             if key.endswith("_setting"):
-                if not isinstance(value, str) or not _SETTING_NAME.match(value):
+                if not isinstance(value, str) or not _SETTING_NAME.fullmatch(value):
                     raise ConfigurationError(CA_PROFILES, f"profile {name!r}: {key} must name an app setting")
-                resolve_secret_setting(environ, value)
+                resolve_secret_setting(environ, value, named_by=(CA_PROFILES, f"profile {name!r}: option {key}"))
         profiles[name] = CAProfile(name=name, adapter=adapter, options=MappingProxyType(options))
     return profiles
 
@@ -332,8 +418,8 @@ def _parse_ca_profiles(raw: str, environ: Mapping[str, str]) -> dict[str, CAProf
 def _parse_webhooks(raw: str, environ: Mapping[str, str]) -> tuple[WebhookEndpoint, ...]:
     endpoints = []
     for name, spec in _load_json_object(WEBHOOKS, raw).items():
-        if not _PROFILE_NAME.match(name):
-            raise ConfigurationError(WEBHOOKS, f"{name[:40]!r} is not a valid endpoint name")
+        if not _PROFILE_NAME.fullmatch(name):
+            raise ConfigurationError(WEBHOOKS, "an endpoint name is not valid (ASCII letters, digits, _ . -)")
         if not isinstance(spec, dict):
             raise ConfigurationError(WEBHOOKS, f"endpoint {name!r} must be a JSON object")
         unknown = sorted(set(spec) - _WEBHOOK_KEYS)
@@ -346,9 +432,11 @@ def _parse_webhooks(raw: str, environ: Mapping[str, str]) -> tuple[WebhookEndpoi
         if problem:
             raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: {problem}")
         secret_setting = spec.get("secret_setting")
-        if not isinstance(secret_setting, str) or not _SETTING_NAME.match(secret_setting):
+        if not isinstance(secret_setting, str) or not _SETTING_NAME.fullmatch(secret_setting):
             raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: secret_setting must name an app setting")
-        secret = resolve_secret_setting(environ, secret_setting)
+        secret = resolve_secret_setting(
+            environ, secret_setting, named_by=(WEBHOOKS, f"endpoint {name!r}: secret_setting")
+        )
         _check_webhook_secret(secret_setting, secret)
         endpoints.append(
             WebhookEndpoint(name=name, url=url.strip(), secret=secret, match_tag=_parse_tag(name, spec.get("tag")))

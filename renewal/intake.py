@@ -30,6 +30,7 @@ __all__ = [
     "CERTIFICATE_EXPIRED",
     "CERTIFICATE_NEAR_EXPIRY",
     "HANDLED_EVENT_TYPES",
+    "OBJECT_NAME",
     "Ignored",
     "RenewalRequest",
     "on_demand_request",
@@ -42,9 +43,14 @@ HANDLED_EVENT_TYPES = (CERTIFICATE_NEAR_EXPIRY, CERTIFICATE_EXPIRED)
 
 # Key Vault object names: "^[0-9a-zA-Z-]+$", at most 127 characters; versions are 32 lower-case hex characters,
 # read leniently (any alphanumerics) and compared case-insensitively later.
-_OBJECT_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_VERSION = re.compile(r"^[0-9A-Za-z]{1,64}$")
-_VAULT_IN_RESOURCE_ID = re.compile(r"/vaults/([^/]+)/*$", re.IGNORECASE)
+# Names are matched whole (``fullmatch``: ``$`` would let "app1\n" through) and in ASCII only.
+OBJECT_NAME = re.compile(r"[0-9A-Za-z-]{1,127}", re.ASCII)
+_VERSION = re.compile(r"[0-9A-Za-z]{1,64}", re.ASCII)
+# Key Vault's events name the vault's ARM id as topic (Event Grid schema) or source (CloudEvents).
+_VAULT_RESOURCE_ID = re.compile(
+    r"/subscriptions/[^/]+(?:/resourceGroups/[^/]+)?/providers/Microsoft\.KeyVault/vaults/([0-9A-Za-z-]{1,24})/*",
+    re.ASCII | re.IGNORECASE,
+)
 _MAX_SHOWN = 60
 
 
@@ -64,6 +70,8 @@ class RenewalRequest:
         trigger: ``event_grid``, ``manual`` or ``sweep``.
         notes: oddities seen while parsing that did not stop it (e.g. an ``Id`` naming another host),
             for the outcome message and the log.
+        force: for a manual renewal, go ahead even when paused or inside the cooldown.
+        suggested_start: an earlier window start the caller learnt from the CA (the sweep asks ACME ARI).
     """
 
     vault_name: str
@@ -76,9 +84,18 @@ class RenewalRequest:
     event_id: str | None
     trigger: str = "event_grid"
     notes: tuple[str, ...] = ()
+    force: bool = False
+    suggested_start: datetime | None = None
 
 
-def on_demand_request(vault: VaultConfig, certificate_name: str, *, trigger: str) -> RenewalRequest:
+def on_demand_request(
+    vault: VaultConfig,
+    certificate_name: str,
+    *,
+    trigger: str,
+    force: bool = False,
+    suggested_start: datetime | None = None,
+) -> RenewalRequest:
     """A request that no event carried: a manual renewal or the sweep's (no version or expiry to compare)."""
     return RenewalRequest(
         vault_name=vault.name,
@@ -90,6 +107,8 @@ def on_demand_request(vault: VaultConfig, certificate_name: str, *, trigger: str
         event_type=trigger,
         event_id=None,
         trigger=trigger,
+        force=force,
+        suggested_start=suggested_start,
     )
 
 
@@ -98,7 +117,8 @@ class Ignored:
     """An event the app acknowledges and does nothing about.
 
     Attributes:
-        reason: ``unsupported_event_type``, ``vault_not_allowed`` or ``not_a_certificate``.
+        reason: ``unsupported_event_type``, ``not_a_key_vault_event``, ``vault_not_allowed`` or
+            ``not_a_certificate``.
         message: a human explanation.
         vault_name: the vault the event named, if read.
         certificate_name: the object the event named, if read.
@@ -132,6 +152,12 @@ def parse_event(envelope: Mapping[str, object], *, vaults: Mapping[str, VaultCon
     event_id = _text(env, "id", where="envelope")
     data = _data(env.get("data"))
     resource = _text(env, "source" if cloud_event else "topic", where="envelope")
+    if resource is not None and _VAULT_RESOURCE_ID.fullmatch(resource) is None:
+        return Ignored(
+            "not_a_key_vault_event",
+            f"the event's {'source' if cloud_event else 'topic'} {_show(resource)} is not a Microsoft.KeyVault/vaults "
+            "resource",
+        )
 
     object_type = _text(data, "objecttype", where="data")
     object_name = _text(data, "objectname", where="data") or _text(env, "subject", where="envelope")
@@ -141,7 +167,7 @@ def parse_event(envelope: Mapping[str, object], *, vaults: Mapping[str, VaultCon
         )
     if object_name is None:
         raise _malformed("the event names no certificate (no data.ObjectName and no subject)")
-    if not _OBJECT_NAME.match(object_name):
+    if not OBJECT_NAME.fullmatch(object_name):
         raise _malformed(f"certificate name {_show(object_name)} is not a valid Key Vault name")
 
     vault_name = _vault_name(data, resource)
@@ -155,7 +181,7 @@ def parse_event(envelope: Mapping[str, object], *, vaults: Mapping[str, VaultCon
         )
 
     version = _text(data, "version", where="data")
-    if version is not None and not _VERSION.match(version):
+    if version is not None and not _VERSION.fullmatch(version):
         raise _malformed(f"version {_show(version)} is not a Key Vault version")
     notes = _id_notes(_text(data, "id", where="data"), vault, object_name)
     return RenewalRequest(
@@ -198,8 +224,8 @@ def _data(value: object) -> dict[str, object]:
         # Some publishers send data as a JSON string rather than an object.
         try:
             value = json.loads(value)
-        except ValueError as exc:
-            raise _malformed("data is a string that is not JSON") from exc
+        except (ValueError, RecursionError) as exc:
+            raise _malformed("data is a string that is not JSON, or nested too deeply") from exc
     if not isinstance(value, Mapping):
         raise _malformed(f"data must be an object, not {type(value).__name__}")
     return _fold(value)
@@ -216,7 +242,7 @@ def _text(mapping: Mapping[str, object], key: str, *, where: str) -> str | None:
 
 def _vault_name(data: Mapping[str, object], resource: str | None) -> str:
     from_data = _text(data, "vaultname", where="data")
-    match = _VAULT_IN_RESOURCE_ID.search(resource) if resource else None
+    match = _VAULT_RESOURCE_ID.fullmatch(resource) if resource else None
     from_resource = match.group(1).strip() if match else None
     if from_data and from_resource and from_data.lower() != from_resource.lower():
         raise _malformed(

@@ -161,7 +161,7 @@ def table_client_from_environ(environ: Mapping[str, str], table_name: str) -> Ta
     identity).
 
     Raises:
-        ConfigurationError: no storage is configured.
+        ConfigurationError: no storage is configured, or its connection string is malformed (never shown).
     """
     from azure.data.tables import TableServiceClient
 
@@ -170,7 +170,14 @@ def table_client_from_environ(environ: Mapping[str, str], table_name: str) -> Ta
         # Core Tools' shorthand for Azurite on its default ports; azure-data-tables does not expand it.
         connection = _AZURITE_DEFAULT
     if connection:
-        service = TableServiceClient.from_connection_string(connection)
+        own = environ.get("RENEWAL_JOURNAL_CONNECTION", "").strip()
+        setting = "RENEWAL_JOURNAL_CONNECTION" if own else "AzureWebJobsStorage"
+        try:
+            # The account key signs every request: it stays with the account's own host.
+            service = TableServiceClient.from_connection_string(connection, permit_redirects=False)
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:
+            # Never the text: a connection string holds the account key.
+            raise ConfigurationError(setting, "is not a valid storage connection string") from exc
     else:
         endpoint = environ.get("AzureWebJobsStorage__tableServiceUri", "").strip()
         account = environ.get("AzureWebJobsStorage__accountName", "").strip()
@@ -185,7 +192,11 @@ def table_client_from_environ(environ: Mapping[str, str], table_name: str) -> Ta
         from azure.identity import DefaultAzureCredential
 
         client_id = environ.get("AzureWebJobsStorage__clientId", "").strip() or None
-        service = TableServiceClient(endpoint, credential=DefaultAzureCredential(managed_identity_client_id=client_id))
+        service = TableServiceClient(
+            endpoint,
+            credential=DefaultAzureCredential(managed_identity_client_id=client_id),
+            permit_redirects=False,
+        )
     return service.get_table_client(table_name)
 
 

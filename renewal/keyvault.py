@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from renewal.config import is_loopback_host
 from renewal.errors import PermanentError, RetryableError
 from renewal.plan import CertificateState
+from renewal.tags import RENEWED_BY_TAG
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -40,10 +41,9 @@ __all__ = [
     "is_loopback_url",
 ]
 
-TAG_RENEWED_BY = "renewal-by"
+TAG_RENEWED_BY = RENEWED_BY_TAG
 TAG_RENEWED_WITH_PROFILE = "renewal-ca-profile"
 TAG_PREVIOUS_VERSION = "renewal-previous-version"
-RENEWED_BY_VALUE = "keyvault-private-ca-renewal"
 
 # Waits between attempts of a throttled create or merge. Key Vault counts requests in 10-second windows and a
 # 429 "does not count towards the throttle limits", so short steady retries take a slot soon after it frees,
@@ -208,9 +208,18 @@ class KeyVaultClients:
         from azure.keyvault.certificates import CertificateClient
 
         credential = self._credential
-        if isinstance(credential, StaticTokenCredential) and not is_loopback_url(vault_url):
+        static = isinstance(credential, StaticTokenCredential)
+        loopback = is_loopback_url(vault_url)
+        if static and not loopback:
             raise PermanentError(
                 f"a static development token may only be used with a vault on loopback, not {vault_url}",
+                reason="bad_configuration",
+            )
+        if loopback and not static:
+            # A loopback vault is the development emulator; a real identity's token is never handed to it.
+            raise PermanentError(
+                f"a vault on loopback ({vault_url}) is only for the emulator with RENEWAL_KEYVAULT_STATIC_TOKEN; "
+                "a real credential is not sent to it",
                 reason="bad_configuration",
             )
         if credential is None:
@@ -221,9 +230,13 @@ class KeyVaultClients:
             **self._retry,
             "connection_timeout": self._timeout,
             "read_timeout": self._timeout,
+            # azure-core follows redirects by default; the token must stay with the vault's own host.
+            "permit_redirects": False,
         }
-        if is_loopback_url(vault_url):
-            # The challenge names resource vault.azure.net, which a loopback host can never match.
+        if static:
+            # Only with the emulator's static token (loopback, checked above): the challenge names resource
+            # vault.azure.net, which a loopback host can never match. A real credential keeps the check, so a
+            # token is only requested for the vault's own domain.
             kwargs["verify_challenge_resource"] = False
         if self._connection_verify:
             kwargs["connection_verify"] = self._connection_verify
@@ -280,6 +293,8 @@ class VaultCertificates:
             expires_on=properties.expires_on if properties and certificate.cer else None,
             has_certificate=bool(certificate.cer),
             tags=dict(properties.tags or {}) if properties else {},
+            not_before=properties.not_before if properties and certificate.cer else None,
+            created_on=properties.created_on if properties else None,
             validity_months=policy.validity_in_months if policy else None,
             key_usage=key_usage,
             ekus=tuple(policy.enhanced_key_usage or ()) if policy else (),
@@ -388,6 +403,24 @@ class VaultCertificates:
             expires_on=properties.expires_on,
         )
 
+    def read_version_der(self, certificate_name: str, version: str) -> bytes | None:
+        """Read one version's certificate, DER (one request); ``None`` when that version holds none or is gone.
+
+        Raises:
+            PermanentError: access is denied, or Key Vault refused the request.
+            RetryableError: throttling, 5xx or a network failure outlasted the SDK's retries.
+        """
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            with _translated(
+                f"read version {version[:40]} of {certificate_name}", passthrough=(ResourceNotFoundError,)
+            ):
+                certificate = self._client.get_certificate_version(certificate_name, version)
+        except ResourceNotFoundError:
+            return None
+        return bytes(certificate.cer) if certificate.cer else None
+
     def list_certificate_properties(self) -> list[ListedCertificate]:
         """The vault's enabled certificates with their validity and tags (pending-only ones are left out).
 
@@ -473,6 +506,15 @@ def _translated(action: str, *, passthrough: tuple[type[BaseException], ...] = (
         raise RetryableError(f"Key Vault's answer to {action} was not JSON", reason="keyvault_garbled") from exc
     except HttpResponseError as exc:
         status = exc.status_code or 0
+        if 300 <= status < 400:
+            from renewal.ca._tls_client import redirect_refused
+
+            headers: Mapping[str, str] = getattr(exc.response, "headers", None) or {}
+            base = getattr(getattr(exc.response, "request", None), "url", None)
+            location = headers.get("Location")
+            raise redirect_refused(
+                f"Key Vault, asked to {action},", status, location, base or "", reason="keyvault_redirect_refused"
+            ) from exc
         message = f"Key Vault could not {action}: HTTP {status} {_service_message(exc)}"
         if status == 429:
             raise RetryableError(message, reason="keyvault_throttled", retry_after=_retry_after(exc)) from exc
@@ -481,16 +523,57 @@ def _translated(action: str, *, passthrough: tuple[type[BaseException], ...] = (
         if status == 403:
             raise PermanentError(message, reason="keyvault_access_denied") from exc
         raise PermanentError(message, reason="keyvault_rejected") from exc
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        # The SDK's models raise these on an answer that lacks what Key Vault always sends (an id, a policy): a
-        # garbled answer, from a proxy or a fault, which a later attempt may not repeat.
-        raise RetryableError(
-            f"Key Vault's answer to {action} was malformed ({type(exc).__name__})", reason="keyvault_garbled"
+    except ValueError as exc:
+        if not _raised_by_challenge_policy(exc):
+            raise _garbled(action, exc) from exc
+        # The 401 challenge names a resource whose domain is not the vault's (a wrong vault URL, or a host
+        # posing as a vault): the SDK refuses it before asking the credential for a token; so do we, for good.
+        raise PermanentError(
+            f"Key Vault's authentication challenge to {action} names a resource outside the vault's domain; "
+            "no token was requested or sent (check the vault URL)",
+            reason="keyvault_challenge_refused",
         ) from exc
+    except (TypeError, AttributeError, KeyError) as exc:
+        raise _garbled(action, exc) from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
+        from renewal.ca._tls_client import host_of, tls_verification_failed
+
+        if tls_verification_failed(exc):
+            raise PermanentError(
+                f"Key Vault's TLS certificate at {host_of(_requested_url(exc))} is not trusted or not issued for "
+                f"that host name; could not {action} (check the vault URL and RENEWAL_KEYVAULT_CA_BUNDLE)",
+                reason="keyvault_tls_untrusted",
+            ) from exc
         raise RetryableError(
             f"Key Vault could not be reached to {action}: {type(exc).__name__}", reason="keyvault_unreachable"
         ) from exc
+
+
+def _garbled(action: str, exc: BaseException) -> RetryableError:
+    # The SDK's models raise ValueError, TypeError, AttributeError or KeyError on an answer that lacks what Key
+    # Vault always sends (an id, a policy): a garbled answer, from a proxy or a fault, which a later attempt may
+    # not repeat.
+    return RetryableError(
+        f"Key Vault's answer to {action} was malformed ({type(exc).__name__})", reason="keyvault_garbled"
+    )
+
+
+def _raised_by_challenge_policy(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside azure-keyvault's ``challenge_auth_policy`` (its resource check)."""
+    # _validate_challenge_resource raises a plain ValueError; where it was raised is what tells it apart.
+    traceback = exc.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    module = traceback.tb_frame.f_globals.get("__name__", "") if traceback is not None else ""
+    return isinstance(module, str) and module.endswith("._shared.challenge_auth_policy")
+
+
+def _requested_url(exc: BaseException) -> str | None:
+    """The URL of the request a transport error is about, from the ``requests`` error azure-core wraps."""
+    inner = getattr(exc, "inner_exception", None) or exc.__cause__
+    request = getattr(inner, "request", None)
+    url = getattr(request, "url", None)
+    return url if isinstance(url, str) else None
 
 
 def _service_message(exc: Any) -> str:

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 __all__ = ["Delivery", "Outcome", "Status", "log_line", "log_outcome", "metric_labels", "to_dict"]
@@ -61,6 +62,7 @@ class Outcome:
         duration_seconds: how long the renewal took, if measured.
         deliveries: the webhook deliveries made.
         retryable: for a failure, whether trying again later may help (the error's class said so).
+        renews_from: for a ``not_due`` skip, when the certificate's renewal window opens.
     """
 
     status: Status
@@ -76,6 +78,7 @@ class Outcome:
     duration_seconds: float | None = None
     deliveries: tuple[Delivery, ...] = ()
     retryable: bool = False
+    renews_from: datetime | None = None
 
 
 def to_dict(outcome: Outcome) -> dict[str, object]:
@@ -93,6 +96,7 @@ def to_dict(outcome: Outcome) -> dict[str, object]:
         "event_id": outcome.event_id,
         "retryable": outcome.retryable,
         "duration_seconds": outcome.duration_seconds,
+        "renews_from": outcome.renews_from.isoformat(timespec="seconds") if outcome.renews_from else None,
         "deliveries": [
             {
                 "endpoint": d.endpoint,
@@ -120,6 +124,7 @@ def log_line(outcome: Outcome) -> str:
         ("new_version", d["new_version"]),
         ("trigger", d["trigger"]),
         ("event_id", d["event_id"]),
+        ("renews_from", d["renews_from"]),
     ]
     if outcome.duration_seconds is not None:
         pairs.append(("duration_ms", round(outcome.duration_seconds * 1000)))

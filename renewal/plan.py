@@ -1,12 +1,21 @@
 """Decide: renew, resume or skip one certificate (pure, no I/O).
 
+An event is a hint, not an order: the decision is taken from the certificate's state as Key Vault reports it.
 The rules are DESIGN §1 step 2. Skip, with a reason, when the certificate
 
 - is ``not_managed``: no ``renewal-ca`` tag and no default CA profile;
 - has an issuer Key Vault renews by itself (``issuer_renews_itself``): ``Self``, a partner CA (DigiCert,
   GlobalSign) or any named issuer object; only issuer ``Unknown`` is ours to renew;
+- is ``paused`` by its ``renewal-paused`` tag (a manual renewal with ``force`` goes ahead);
 - was ``already_renewed``: for an event, the current version expires later than the event's version (a duplicate
-  or late delivery), or, when the event carries no expiry, the current version is not the event's version.
+  or late delivery), or, when the event carries no expiry, the current version is not the event's version; and
+  for any trigger, the journal says this very version was renewed already (a version is renewed at most once);
+- is ``not_due``: its current version has not entered its renewal window (the sweep's window, from the version's
+  own ``nbf``/``exp``; a CA's suggestion, ACME ARI, may bring it forward). Key Vault fires ``CertificateNearExpiry``
+  at a fixed 30 days before expiry, so a version living less than 30 days gets it at once after its merge;
+  renewing on it would loop. An expired version (by Key Vault's ``exp``) is always due;
+- was ``recently_renewed``: a manual renewal of a version this app merged inside the cooldown, so that a retried
+  HTTP call does not make two versions (``force`` goes ahead).
 
 A renewal already under way is resumed under both behaviours of "get latest" while a version is pending: the
 pending placeholder (no certificate yet) gives ``Resume``; the previous version gives ``Renew``, and the Key
@@ -18,17 +27,27 @@ rather than skipping: the operator asked for management and it cannot happen, so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from renewal.ca._protocol import CAProfile
 from renewal.errors import PermanentError
-from renewal.intake import RenewalRequest
+from renewal.intake import CERTIFICATE_EXPIRED, RenewalRequest
+from renewal.tags import CA_PROFILE_TAG, PAUSED_TAG, is_paused, renewed_by_the_app, tag_value
+from renewal.window import WindowRule, window_key
 
-__all__ = ["CA_PROFILE_TAG", "CertificateState", "Plan", "Renew", "Resume", "Skip", "decide", "profile_for"]
-
-CA_PROFILE_TAG = "renewal-ca"
+__all__ = [
+    "CA_PROFILE_TAG",
+    "CertificateState",
+    "Plan",
+    "Renew",
+    "Resume",
+    "Skip",
+    "decide",
+    "profile_for",
+    "window_start_of",
+]
 
 # Key Vault's issuer names: "Self" for self-signed, "Unknown" for a CSR signed outside Key Vault, and the
 # partner CAs "DigiCert" and "GlobalSign", which Key Vault renews itself (like any issuer object it knows).
@@ -45,6 +64,8 @@ class CertificateState:
         version: the latest version, or ``None`` if Key Vault gave none.
         issuer_name: the policy's issuer name (``Unknown``, ``Self``, ``DigiCert``, or an issuer object name).
         expires_on: the version's expiry, tz-aware; ``None`` for a pending placeholder.
+        not_before: the version's not-before, tz-aware; ``None`` for a pending placeholder.
+        created_on: when Key Vault created the version, tz-aware, if it said.
         has_certificate: ``False`` for the placeholder Key Vault returns while a version is pending (no ``cer``).
         tags: the certificate's tags.
         validity_months: the policy's validity, if set.
@@ -58,6 +79,8 @@ class CertificateState:
     expires_on: datetime | None
     has_certificate: bool
     tags: Mapping[str, str] = field(default_factory=dict)
+    not_before: datetime | None = None
+    created_on: datetime | None = None
     validity_months: int | None = None
     key_usage: tuple[str, ...] = ()
     ekus: tuple[str, ...] = ()
@@ -90,12 +113,15 @@ class Skip:
     """Nothing to do.
 
     Attributes:
-        reason: ``not_managed``, ``issuer_renews_itself`` or ``already_renewed``.
+        reason: ``not_managed``, ``issuer_renews_itself``, ``paused``, ``already_renewed``, ``not_due`` or
+            ``recently_renewed``.
         message: a human explanation.
+        renews_from: for ``not_due``, when the renewal window opens.
     """
 
     reason: str
     message: str
+    renews_from: datetime | None = None
 
 
 Plan = Renew | Resume | Skip
@@ -107,12 +133,25 @@ def decide(
     *,
     profiles: Mapping[str, CAProfile],
     default_profile: str | None,
+    now: datetime,
+    window: WindowRule,
+    renewed_versions: Collection[str] = (),
+    resuming: bool = False,
+    suggested_start: datetime | None = None,
+    manual_cooldown: timedelta = timedelta(minutes=5),
+    sweep_lead: timedelta = timedelta(0),
 ) -> Plan:
-    """Decide what to do about ``request`` given the certificate's ``current`` state.
+    """Decide what to do about ``request`` given the certificate's ``current`` state at ``now``.
+
+    ``renewed_versions`` are the versions the journal says were renewed already; ``resuming`` says the journal
+    holds a renewal of the current version under way (it goes on whatever the window says); ``suggested_start``
+    is an earlier window start the CA suggested (ACME ARI), if any, as is ``request.suggested_start``.
+    ``sweep_lead`` lets the sweep renew at the run nearest the window's start (half its interval early) rather
+    than at the first run after it, which would lose up to a whole interval on every renewal.
 
     Raises:
         PermanentError: reason ``unknown_ca_profile``, when the ``renewal-ca`` tag (or the default) names a
-            profile that is not configured.
+            profile that is not configured; reason ``invalid_tag``, when the ``renewal-window`` tag does not parse.
     """
     profile = profile_for(current.tags, profiles, default_profile)
     if profile is None:
@@ -124,10 +163,14 @@ def decide(
             message = f"issuer {issuer!r} is renewed by Key Vault itself"
         else:
             message = (
-                f"issuer {issuer!r} is a Key Vault issuer object, which Key Vault renews itself; "
+                f"issuer {issuer[:60]!r} is a Key Vault issuer object, which Key Vault renews itself; "
                 "only issuer 'Unknown' is renewed here"
             )
         return Skip("issuer_renews_itself", message)
+
+    forced = request.trigger == "manual" and request.force
+    if is_paused(current.tags) and not forced:
+        return Skip("paused", f"the {PAUSED_TAG} tag pauses renewals of this certificate")
 
     if not current.has_certificate:
         return Resume(profile)
@@ -136,7 +179,54 @@ def decide(
         already = _already_renewed(request, current)
         if already:
             return Skip("already_renewed", already)
+    if current.version and current.version.lower() in {v.lower() for v in renewed_versions} and not forced:
+        return Skip("already_renewed", f"version {current.version} was renewed already; a version is renewed once")
+
+    if resuming:
+        return Renew(profile)
+    if request.trigger == "manual":
+        created = current.created_on
+        ours = renewed_by_the_app(current.tags)
+        if not forced and ours and created is not None and now - created < manual_cooldown:
+            return Skip(
+                "recently_renewed",
+                f"the current version was created {_ago(now - created)} ago, inside the "
+                f"{_ago(manual_cooldown)} cooldown; renew with force to make another",
+            )
+        return Renew(profile)
+
+    if current.expires_on is not None and current.expires_on <= now:
+        return Renew(profile)
+    start = window_start_of(current, window=window, vault_name=request.vault_name)
+    suggestions = [s for s in (suggested_start, request.suggested_start) if s is not None]
+    if start is not None and suggestions:
+        start = min(start, *suggestions)
+    if start is not None and request.trigger == "sweep":
+        start -= sweep_lead
+    if start is not None and now < start:
+        hint = (
+            " (a CertificateExpired event, but Key Vault says the version has not expired)"
+            if (request.event_type == CERTIFICATE_EXPIRED)
+            else ""
+        )
+        return Skip(
+            "not_due",
+            f"the current version is not due: its renewal window opens {start.isoformat(timespec='seconds')}{hint}",
+            renews_from=start,
+        )
     return Renew(profile)
+
+
+def window_start_of(current: CertificateState, *, window: WindowRule, vault_name: str) -> datetime | None:
+    """When the current version's renewal window opens; ``None`` when Key Vault gave no validity.
+
+    Raises:
+        PermanentError: reason ``invalid_tag``, when the ``renewal-window`` tag does not parse.
+    """
+    if current.not_before is None or current.expires_on is None:
+        return None
+    key = window_key(vault_name, current.name, current.not_before)
+    return window.start(not_before=current.not_before, expires_on=current.expires_on, tags=current.tags, key=key)
 
 
 def profile_for(
@@ -147,7 +237,7 @@ def profile_for(
     Raises:
         PermanentError: reason ``unknown_ca_profile``, when the tag or default names an unconfigured profile.
     """
-    tagged = next((v.strip() for k, v in tags.items() if k.strip().lower() == CA_PROFILE_TAG), None)
+    tagged = tag_value(tags, CA_PROFILE_TAG) or None
     name = tagged or default_profile
     if name is None:
         return None
@@ -173,3 +263,8 @@ def _already_renewed(request: RenewalRequest, current: CertificateState) -> str 
     if request.version and current.version and request.version.lower() != current.version.lower():
         return f"the current version {current.version} is not the event's version {request.version}"
     return None
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"

@@ -8,6 +8,7 @@ from typing import Any
 from renewal._flow import Runtime
 from renewal.errors import RenewalError
 from renewal.sweep import window_start
+from renewal.tags import is_paused
 
 __all__ = ["status_report"]
 
@@ -58,6 +59,8 @@ def status_report(runtime: Runtime) -> dict[str, Any]:
         }
 
     next_renewals: list[dict[str, Any]] = []
+    paused: list[dict[str, str]] = []
+    problems: list[dict[str, str]] = []
     errors: list[str] = []
     for vault in settings.vaults.values():
         try:
@@ -66,7 +69,17 @@ def status_report(runtime: Runtime) -> dict[str, Any]:
             errors.append(f"{vault.name}: {exc.reason}")
             continue
         for item in listed:
-            start = window_start(settings, vault.name, item)
+            if is_paused(item.tags):
+                paused.append({"vault": vault.name, "certificate": item.name})
+                continue
+            try:
+                start = window_start(settings, vault.name, item)
+            except RenewalError as exc:
+                # One certificate's broken tag is its own problem, shown as such; the report goes on.
+                problems.append(
+                    {"vault": vault.name, "certificate": item.name, "reason": exc.reason, "message": exc.message}
+                )
+                continue
             if start is None or item.expires_on is None:
                 continue
             next_renewals.append(
@@ -84,5 +97,7 @@ def status_report(runtime: Runtime) -> dict[str, Any]:
         "pending_deliveries": [delivery_view(i) for i in outbox if i.status == "pending"],
         "dead_letters": [delivery_view(i) for i in outbox if i.status == "dead"],
         "next_renewals": sorted(next_renewals, key=lambda r: r["renews_from"]),
+        "paused": paused,
+        "certificate_problems": problems,
         "list_errors": errors,
     }

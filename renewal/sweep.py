@@ -23,14 +23,15 @@ from cryptography.hazmat.primitives import serialization
 
 from renewal._flow import Runtime, renew
 from renewal.ca import RenewalInfoSource
-from renewal.config import Settings
+from renewal.config import Settings, VaultConfig
 from renewal.errors import RenewalError
 from renewal.intake import RenewalRequest, on_demand_request
 from renewal.journal import RenewalRecord
 from renewal.keyvault import ListedCertificate
 from renewal.outcome import Outcome, log_outcome
-from renewal.plan import CA_PROFILE_TAG, profile_for
-from renewal.window import renewal_window_start
+from renewal.plan import profile_for
+from renewal.tags import CA_PROFILE_TAG, is_paused, tag_value
+from renewal.window import WindowRule, window_key
 
 __all__ = ["SweepReport", "sweep", "window_start"]
 
@@ -46,6 +47,8 @@ class SweepReport:
         started: outcomes of renewals started because a certificate entered its window.
         deliveries_sent: outbox rows delivered.
         deliveries_failed: outbox rows that failed again (or were dead-lettered).
+        failed: outcomes of certificates the sweep could not even consider (a broken tag, say); the others go on.
+        paused: certificates passed over because their ``renewal-paused`` tag is set.
         alarms: certificates whose renewal keeps failing close to expiry.
         out_of_time: whether the budget ran out before the work did.
     """
@@ -54,6 +57,8 @@ class SweepReport:
     started: list[Outcome] = field(default_factory=list)
     deliveries_sent: int = 0
     deliveries_failed: int = 0
+    failed: list[Outcome] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
     alarms: list[str] = field(default_factory=list)
     out_of_time: bool = False
 
@@ -113,21 +118,32 @@ def sweep(
             known = records.get((vault.name.lower(), properties.name.lower()))
             if known is not None and known.under_way:
                 continue
-            start = window_start(settings, vault.name, properties)
-            if start is None:
+            if is_paused(properties.tags):
+                report.paused.append(f"{vault.name}/{properties.name}")
                 continue
-            due = runtime.clock() >= start
-            if not due and not _ca_suggests_renewal(runtime, vault.url, properties.name, properties.tags):
+            try:
+                request = _due_request(runtime, vault, properties)
+            except RenewalError as exc:
+                report.failed.append(_unconsidered(vault.name, properties.name, exc.reason, runtime.scrub(exc.message)))
                 continue
-            outcome = _run(runtime, _request_for(runtime, vault.name, properties.name))
+            except Exception as exc:  # one certificate's surprise must not stop the others
+                report.failed.append(_unconsidered(vault.name, properties.name, "internal_error", type(exc).__name__))
+                logger.debug("sweep could not consider certificate=%s", properties.name, exc_info=True)
+                continue
+            if request is None:
+                continue
+            outcome = _run(runtime, request)
             if outcome is not None:
                 report.started.append(outcome)
 
     report.alarms = _alarms(runtime, vault_names)
     logger.info(
-        "sweep resumed=%d started=%d deliveries_sent=%d deliveries_failed=%d alarms=%d out_of_time=%s",
+        "sweep resumed=%d started=%d failed=%d paused=%d deliveries_sent=%d deliveries_failed=%d alarms=%d "
+        "out_of_time=%s",
         len(report.resumed),
         len(report.started),
+        len(report.failed),
+        len(report.paused),
         report.deliveries_sent,
         report.deliveries_failed,
         len(report.alarms),
@@ -136,8 +152,40 @@ def sweep(
     return report
 
 
-def _ca_suggests_renewal(runtime: Runtime, vault_url: str, name: str, tags: dict[str, str]) -> bool:
-    """Whether the certificate's CA suggests renewing it now (ACME ARI, RFC 9773 §4.2): an earlier start than ours.
+def _due_request(runtime: Runtime, vault: VaultConfig, listed: ListedCertificate) -> RenewalRequest | None:
+    """The renewal to run for a listed certificate now, or ``None`` when it is not due.
+
+    Raises:
+        PermanentError: the certificate's tags cannot be read (reason ``invalid_tag``, ``unknown_ca_profile``).
+    """
+    start = window_start(runtime.settings, vault.name, listed)
+    if start is None:
+        return None
+    # The run nearest the window's start renews, not the first after it (see renewal.plan.decide).
+    interval = runtime.settings.sweep_interval
+    if runtime.clock() >= start - (interval / 2 if interval else timedelta(0)):
+        return on_demand_request(vault, listed.name, trigger="sweep")
+    suggested = _ca_suggested_start(runtime, vault.url, listed.name, listed.tags)
+    if suggested is None or suggested > runtime.clock():
+        return None
+    return on_demand_request(vault, listed.name, trigger="sweep", suggested_start=suggested)
+
+
+def _unconsidered(vault_name: str, certificate_name: str, reason: str, message: str) -> Outcome:
+    outcome = Outcome(
+        status="failed",
+        reason=reason,
+        message=f"the sweep passed over this certificate: {message}",
+        vault_name=vault_name,
+        certificate_name=certificate_name,
+        trigger="sweep",
+    )
+    log_outcome(outcome, logger)
+    return outcome
+
+
+def _ca_suggested_start(runtime: Runtime, vault_url: str, name: str, tags: dict[str, str]) -> datetime | None:
+    """When the certificate's CA suggests renewing it (ACME ARI, RFC 9773 §4.2), if it offers that.
 
     Costs one Key Vault read and one CA request, and only for certificates whose profile's CA offers it.
     """
@@ -145,19 +193,19 @@ def _ca_suggests_renewal(runtime: Runtime, vault_url: str, name: str, tags: dict
     try:
         profile = profile_for(tags, settings.ca_profiles, settings.default_ca_profile)
         if profile is None:
-            return False
+            return None
         adapter = runtime.adapter(profile)
         if not isinstance(adapter, RenewalInfoSource):
-            return False
+            return None
         snapshot = runtime.keyvault.vault(vault_url).read(name)
         if not snapshot.certificate_der:
-            return False
+            return None
         pem = x509.load_der_x509_certificate(snapshot.certificate_der).public_bytes(serialization.Encoding.PEM)
         window = adapter.suggested_window(pem.decode("ascii"))
     except RenewalError as exc:
         logger.warning("sweep could not ask the CA about certificate=%s reason=%s", name, exc.reason)
-        return False
-    return window is not None and window[0] <= runtime.clock()
+        return None
+    return window[0] if window is not None else None
 
 
 def _run(runtime: Runtime, request: RenewalRequest | None) -> Outcome | None:
@@ -167,6 +215,9 @@ def _run(runtime: Runtime, request: RenewalRequest | None) -> Outcome | None:
         return renew(request, runtime)
     except RenewalError:  # renew raises only for event deliveries; kept for safety
         return None
+    except Exception as exc:  # one certificate's surprise (a bug, an SDK oddity) must not stop the others
+        logger.debug("sweep: the renewal of certificate=%s raised", request.certificate_name, exc_info=True)
+        return _unconsidered(request.vault_name, request.certificate_name, "internal_error", type(exc).__name__)
 
 
 def _request_for(runtime: Runtime, vault_name: str, certificate_name: str) -> RenewalRequest | None:
@@ -175,18 +226,17 @@ def _request_for(runtime: Runtime, vault_name: str, certificate_name: str) -> Re
 
 
 def window_start(settings: Settings, vault_name: str, listed: ListedCertificate) -> datetime | None:
-    """When the sweep starts renewing a listed certificate; ``None`` when it is not managed or has no validity."""
-    tagged = any(k.strip().lower() == CA_PROFILE_TAG for k in listed.tags)
-    managed = tagged or settings.default_ca_profile is not None
+    """When the sweep starts renewing a listed certificate; ``None`` when it is not managed or has no validity.
+
+    Raises:
+        PermanentError: reason ``invalid_tag``, when its ``renewal-window`` tag does not parse.
+    """
+    managed = bool(tag_value(listed.tags, CA_PROFILE_TAG)) or settings.default_ca_profile is not None
     if not managed or listed.not_before is None or listed.expires_on is None:
         return None
-    return renewal_window_start(
-        not_before=listed.not_before,
-        expires_on=listed.expires_on,
-        tags=listed.tags,
-        fraction=settings.window_fraction,
-        jitter=settings.window_jitter,
-        key=f"{vault_name}/{listed.name}",
+    key = window_key(vault_name, listed.name, listed.not_before)
+    return WindowRule(fraction=settings.window_fraction, jitter=settings.window_jitter).start(
+        not_before=listed.not_before, expires_on=listed.expires_on, tags=listed.tags, key=key
     )
 
 

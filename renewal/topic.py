@@ -2,7 +2,10 @@
 
 Publishing goes through the outbox like a webhook (``renewal.deliveries``), so a topic outage loses nothing.
 The publisher is ``azure-eventgrid``'s ``EventGridPublisherClient``, authenticated with the managed identity
-(role *EventGrid Data Sender* on the topic) or, when configured, the topic's access key.
+(role *EventGrid Data Sender* on the topic) or, when configured, the topic's access key. The token or key never
+follows a redirect (a 3xx is a failed delivery), and the development static token (``StaticTokenCredential``,
+from ``RENEWAL_KEYVAULT_STATIC_TOKEN``) is only ever given to a topic on loopback: ``Runtime.from_settings``
+uses ``DefaultAzureCredential`` for any other topic, and ``OutcomeTopic`` refuses the static token for one.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from renewal.ca._tls_client import host_of, redirect_refused, tls_verification_failed
+from renewal.config import OUTCOME_TOPIC
+from renewal.errors import ConfigurationError
+from renewal.keyvault import StaticTokenCredential, is_loopback_url
 from renewal.outcome import Delivery
 
 __all__ = ["OutcomeTopic"]
@@ -21,9 +28,14 @@ class OutcomeTopic:
 
     Args:
         endpoint: the topic endpoint, e.g. ``https://<topic>.<region>-1.eventgrid.azure.net/api/events``.
-        credential: a ``TokenCredential`` (managed identity) or ``None`` with ``key``.
+        credential: a ``TokenCredential`` (managed identity) or ``None`` with ``key``; a ``StaticTokenCredential``
+            only for a topic on loopback.
         key: the topic's access key (``aeg-sas-key``), or ``None``.
         connection_verify: a CA bundle for the topic's TLS (a local fake), or ``None``.
+
+    Raises:
+        ConfigurationError: the development static token is given for a topic that is not on loopback (names
+            ``RENEWAL_OUTCOME_TOPIC_ENDPOINT``).
     """
 
     def __init__(
@@ -34,6 +46,11 @@ class OutcomeTopic:
         key: str | None = None,
         connection_verify: str | None = None,
     ) -> None:
+        if isinstance(credential, StaticTokenCredential) and not is_loopback_url(endpoint):
+            raise ConfigurationError(
+                OUTCOME_TOPIC,
+                f"is on {host_of(endpoint)}; the development static token is only sent to a topic on loopback",
+            )
         self._endpoint = endpoint
         self._credential = credential
         self._key = key
@@ -56,14 +73,25 @@ class OutcomeTopic:
         )
         try:
             # For basic topics, azure-eventgrid 4.22 drops the client's keyword arguments (transport options
-            # included); per-call options reach the transport.
-            options = {"connection_verify": self._connection_verify} if self._connection_verify else {}
+            # included); per-call options reach the transport and its RedirectPolicy. azure-core follows
+            # redirects by default, carrying aeg-sas-key (only Authorization is dropped on a domain change).
+            options: dict[str, Any] = {"permit_redirects": False}
+            if self._connection_verify:
+                options["connection_verify"] = self._connection_verify
             self._publisher().send([event], **options)
         except HttpResponseError as exc:
-            return Delivery(
-                "eventgrid-topic", webhook_id, False, 1, exc.status_code, f"topic answered {exc.status_code}"
-            )
+            status = exc.status_code
+            if status is not None and 300 <= status < 400:
+                headers: Mapping[str, str] = getattr(exc.response, "headers", None) or {}
+                refused = redirect_refused(
+                    "the topic", status, headers.get("Location"), self._endpoint, reason="topic_redirect_refused"
+                )
+                return Delivery("eventgrid-topic", webhook_id, False, 1, status, refused.message)
+            return Delivery("eventgrid-topic", webhook_id, False, 1, status, f"topic answered {status}")
         except AzureError as exc:
+            if tls_verification_failed(exc):
+                problem = f"the TLS certificate of the topic at {host_of(self._endpoint)} is not trusted"
+                return Delivery("eventgrid-topic", webhook_id, False, 1, None, problem)
             return Delivery("eventgrid-topic", webhook_id, False, 1, None, f"topic unreachable: {type(exc).__name__}")
         return Delivery("eventgrid-topic", webhook_id, True, 1, 200, None)
 

@@ -185,7 +185,7 @@ MALFORMED: list[tuple[str, object]] = [
     ("bad-certificate-name", with_data(eventgrid_sample(), **{"ObjectName ": "../../etc"})),
     ("huge-certificate-name", with_data(eventgrid_sample(), **{"ObjectName ": "x" * 100_000})),
     ("name-not-string", with_data(eventgrid_sample(), **{"ObjectName ": {"a": 1}})),
-    ("no-vault", with_data(eventgrid_sample(), VaultName=None) | {"topic": "/subscriptions/x"}),
+    ("no-vault", {k: v for k, v in with_data(eventgrid_sample(), VaultName=None).items() if k != "topic"}),
     ("vault-disagrees-with-topic", with_data(eventgrid_sample(), VaultName="kv1")),
     ("exp-not-a-number", with_data(eventgrid_sample(), EXP="tomorrow")),
     ("exp-a-bool", with_data(eventgrid_sample(), EXP=True)),
@@ -231,3 +231,49 @@ def test_loopback_vault_from_topic_keeps_configured_url() -> None:
     request = parse_event(envelope, vaults=VAULTS)
     assert isinstance(request, RenewalRequest)
     assert (request.vault_url, request.notes) == ("https://127.0.0.1:8443", ())
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "/subscriptions/x",
+        "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/kv1",
+        "/subscriptions/x/resourceGroups/rg/providers/Microsoft.KeyVault/managedHSMs/kv1",
+        "/subscriptions/x/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv1/secrets/y",
+        "/subscriptions/x/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv1?x=1",
+    ],
+    ids=["subscription-only", "storage-account", "managed-hsm", "vault-child", "query"],
+)
+def test_an_event_whose_topic_is_not_a_key_vault_is_ignored(topic: str) -> None:
+    """Only Microsoft.KeyVault/vaults topics (or CloudEvents sources) are read; any other resource is ignored."""
+    result = parse_event(with_data(eventgrid_sample(), VaultName="kv1") | {"topic": topic}, vaults=VAULTS)
+    assert isinstance(result, Ignored)
+    assert result.reason == "not_a_key_vault_event"
+
+
+def test_a_cloud_event_whose_source_is_not_a_key_vault_is_ignored() -> None:
+    """The CloudEvents source is held to the same rule as the Event Grid topic."""
+    envelope = cloudevent_sample() | {"source": "/subscriptions/x/providers/Microsoft.Web/sites/kv1"}
+    result = parse_event(envelope, vaults=VAULTS)
+    assert isinstance(result, Ignored)
+    assert result.reason == "not_a_key_vault_event"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["newcert\u212a", "new cert", "n\u0435wcert", "newcert\x00"],
+    ids=["kelvin", "inner-space", "cyrillic", "nul"],
+)
+def test_a_certificate_name_is_matched_whole_and_in_ascii(name: str) -> None:
+    """A name with a non-ASCII lookalike, an inner space or a control character is not a Key Vault name."""
+    with pytest.raises(PermanentError) as caught:
+        parse_event(with_data(eventgrid_sample(), **{"ObjectName ": name}), vaults=VAULTS)
+    assert caught.value.reason == "malformed_event"
+
+
+def test_data_nested_too_deeply_is_malformed() -> None:
+    """Event data given as a deeply nested JSON string is malformed, not a RecursionError."""
+    envelope = eventgrid_sample() | {"data": "[" * 100_000 + "]" * 100_000}
+    with pytest.raises(PermanentError) as caught:
+        parse_event(envelope, vaults=VAULTS)
+    assert caught.value.reason == "malformed_event"

@@ -6,13 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from azure.keyvault.certificates import CertificatePolicy, KeyCurveName, KeyType, KeyUsageType
+from azure.core.credentials import AccessToken
+from azure.keyvault.certificates import CertificateClient, CertificatePolicy, KeyCurveName, KeyType, KeyUsageType
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devstack.keyvault import KeyVaultEmulator
 from renewal.errors import PermanentError, RetryableError
 from renewal.keyvault import KeyVaultClients, StaticTokenCredential, VaultCertificates
+from tests.fakes.redirecting import LEAK_PATH, LEAK_QUERY, LEAK_USERINFO, LoopbackServer, redirect_to, tls_files
 
 TOKEN = "shell-test-token"
 
@@ -154,3 +156,76 @@ def test_missing_certificate_is_a_permanent_error(emulator: KeyVaultEmulator) ->
     with pytest.raises(PermanentError) as caught:
         vault.read("nothing-here")
     assert caught.value.reason == "certificate_not_found"
+
+
+# Credentials never leave their host (DESIGN §4): the token goes only to the vault's own, verified host.
+
+
+class RecordingCredential:
+    """A TokenCredential standing in for a real identity (the third-party seam); records every token asked for."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken("real-identity-token", 2**31)
+
+
+def test_real_credential_is_refused_for_a_vault_on_loopback(emulator: KeyVaultEmulator) -> None:
+    """A loopback vault is the emulator: a real identity's credential is refused there before any token is asked."""
+    credential = RecordingCredential()
+    with pytest.raises(PermanentError) as caught:
+        KeyVaultClients(credential=credential).client_for(emulator.url("kv1"))
+    assert caught.value.reason == "bad_configuration"
+    assert credential.scopes == []
+
+
+def test_static_token_reads_from_the_emulator(emulator: KeyVaultEmulator) -> None:
+    """The development static token still works against the loopback emulator (challenge check off for it only)."""
+    emulator.certificate_client("kv1").begin_create_certificate("web", _ec_policy()).result()
+    snapshot = _clients(emulator).vault(emulator.url("kv1")).read("web")
+    assert snapshot.state.name == "web"
+
+
+def test_challenge_for_another_resource_is_permanent(emulator: KeyVaultEmulator) -> None:
+    """A 401 challenge naming a resource outside the vault's domain is permanent, and no token is requested."""
+    credential = RecordingCredential()
+    # The emulator's challenge names resource vault.azure.net, which 127.0.0.1 does not belong to: the SDK's
+    # resource check (on for every real credential) refuses it.
+    client = CertificateClient(
+        emulator.url("kv1"), credential, connection_verify=str(emulator.ca_pem_path), retry_total=0
+    )
+    with pytest.raises(PermanentError) as caught:
+        VaultCertificates(client).read("web")
+    assert caught.value.reason == "keyvault_challenge_refused"
+    assert credential.scopes == []
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_redirect_from_the_vault_is_refused(status: int, tmp_path: Path) -> None:
+    """A vault URL answering 302/307 is permanent (keyvault_redirect_refused); nothing reaches the Location."""
+    tls = tls_files(tmp_path / "tls")
+    with (
+        LoopbackServer(tls=tls.server_context()) as elsewhere,
+        LoopbackServer(redirect_to(elsewhere, status), tls=tls.server_context()) as vault_server,
+    ):
+        clients = KeyVaultClients(credential=StaticTokenCredential(TOKEN), connection_verify=str(tls.ca_path))
+        with pytest.raises(PermanentError) as caught:
+            clients.vault(vault_server.url).read("web")
+        assert vault_server.received
+    assert elsewhere.connections == 0
+    assert caught.value.reason == "keyvault_redirect_refused"
+    assert "redirecting to 127.0.0.1" in caught.value.message
+    for leak in (LEAK_PATH, LEAK_QUERY, *LEAK_USERINFO.split(":"), str(elsewhere.port), TOKEN):
+        assert leak not in caught.value.message
+
+
+def test_untrusted_vault_tls_is_permanent(emulator: KeyVaultEmulator, tmp_path: Path) -> None:
+    """A vault whose TLS certificate the configured bundle does not trust is permanent keyvault_tls_untrusted."""
+    other_ca = tls_files(tmp_path / "other-ca").ca_path
+    clients = KeyVaultClients(credential=StaticTokenCredential(TOKEN), connection_verify=str(other_ca), retry_total=0)
+    with pytest.raises(PermanentError) as caught:
+        clients.vault(emulator.url("kv1")).read("web")
+    assert caught.value.reason == "keyvault_tls_untrusted"
+    assert "127.0.0.1" in caught.value.message

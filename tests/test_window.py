@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from renewal.errors import PermanentError
 from renewal.window import renewal_window_start
 
 NBF = datetime(2026, 1, 1, tzinfo=UTC)
@@ -27,18 +28,43 @@ def test_default_window_opens_after_two_thirds_of_the_lifetime() -> None:
         ("0.5", NBF + timedelta(days=45)),
         ("30d", EXP - timedelta(days=30)),
         (" 7D ", EXP - timedelta(days=7)),
-        ("soon", NBF + timedelta(days=60)),
-        ("1.5", NBF + timedelta(days=60)),
+        (".25", NBF + timedelta(days=22.5)),
+        ("3650d", NBF),
     ],
 )
 def test_window_tag_overrides_the_fraction(tag: str, expected: datetime) -> None:
-    """renewal-window takes a fraction or days before expiry; anything else is ignored."""
+    """renewal-window takes a fraction or days before expiry (never before the version's not-before)."""
     assert start({"Renewal-Window": tag}) == expected
 
 
-def test_jitter_is_bounded_and_stable_per_certificate() -> None:
-    """Jitter moves the start earlier by at most its share of the lifetime, the same way every time."""
-    starts = {start(jitter=0.05, key=f"kv1/cert{i}") for i in range(200)}
+@pytest.mark.parametrize(
+    "tag", ["soon", "1.5", "0", "0d", "999999999d", "3651d", "1e3d", "nan", "inf", "\u0661\u0660d"]
+)
+def test_a_window_tag_that_does_not_parse_is_a_permanent_error_for_that_certificate(tag: str) -> None:
+    """A renewal-window tag that is no bounded fraction or day count fails with reason invalid_tag, never overflows."""
+    with pytest.raises(PermanentError) as raised:
+        start({"renewal-window": tag})
+    assert raised.value.reason == "invalid_tag"
+
+
+def test_a_tag_name_is_matched_whole_and_in_ascii() -> None:
+    """A tag whose name only starts like renewal-window, or spells it in full-width letters, is not that tag."""
+    assert start({"renewal-window-x": "0.5"}) == NBF + timedelta(days=60)
+    assert start({"renewal-\uff57indow": "0.5"}) == NBF + timedelta(days=60)
+
+
+def test_jitter_is_bounded_and_stable_per_version() -> None:
+    """Jitter moves the start by at most half its share of the lifetime either way, the same way every time."""
+    starts = {start(jitter=0.05, key=f"kv1/cert{i}/v1") for i in range(200)}
     assert len(starts) > 150
-    assert all(NBF + timedelta(days=60 - 4.5) <= s <= NBF + timedelta(days=60) for s in starts)
-    assert start(jitter=0.05, key="kv1/web") == start(jitter=0.05, key="KV1/Web")
+    assert all(NBF + timedelta(days=60 - 2.25) <= s <= NBF + timedelta(days=60 + 2.25) for s in starts)
+    assert start(jitter=0.05, key="kv1/web/v1") == start(jitter=0.05, key="KV1/Web/V1")
+
+
+def test_jitter_cancels_out_over_many_versions() -> None:
+    """Across many versions the offsets average to zero, so renewals keep to one per two thirds of a lifetime."""
+    offsets = [(start(jitter=0.05, key=f"kv1/web/{i:032x}") - (NBF + timedelta(days=60))) for i in range(2000)]
+    mean = sum(offset.total_seconds() for offset in offsets) / len(offsets)
+    assert abs(mean) < timedelta(hours=3).total_seconds()  # against a spread of +-54 hours
+    assert min(offsets) < timedelta(hours=-40)
+    assert max(offsets) > timedelta(hours=40)

@@ -6,7 +6,10 @@ Internal: it may change. It holds what those adapters would otherwise each repea
 - the endpoint check (https, or plain http on loopback for tests) and the TLS trust (``ca_bundle_path``);
 - the TLS client certificate, loaded from an app setting holding a Key Vault certificate's secret (base64
   PKCS#12) or PEM, into an ``ssl.SSLContext`` that a ``requests`` session uses;
-- one ``send`` that turns connection failures and timeouts into ``RetryableError``.
+- one ``send`` that never follows a redirect (every caller carries a credential or a CSR), refuses a server
+  certificate that does not verify, and turns connection failures and timeouts into ``RetryableError``;
+- the helpers that name only the *host* of a refused redirect or an untrusted server, for every client that
+  sends credentials (CA adapters, Azure DNS, the Key Vault shell, the outcome topic).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import secrets
 import ssl
 import tempfile
@@ -23,6 +27,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from cryptography import x509
@@ -33,35 +38,46 @@ from requests.adapters import HTTPAdapter
 
 from renewal.ca._protocol import CAProfile
 from renewal.config import resolve_secret_setting, url_problem
-from renewal.errors import ConfigurationError, RetryableError
+from renewal.errors import ConfigurationError, PermanentError, RetryableError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "ClientCertificate",
     "ProfileOptions",
     "client_certificate_from_settings",
+    "host_of",
     "new_session",
     "order_chain",
     "pem",
+    "redirect_refused",
     "retry_after_seconds",
     "send",
+    "tls_untrusted",
+    "tls_verification_failed",
 ]
 
 _PROFILES_SETTING = "RENEWAL_CA_PROFILES"
 DEFAULT_TIMEOUT = 30.0
+# What urlsplit's hostname may look like when we repeat it in a message (lower-cased by urlsplit).
+_PRINTABLE_HOST = re.compile(r"[a-z0-9._:-]{1,253}")
+
+
+# Options every adapter accepts besides its own: the trust anchors its answers are verified against (read by
+# renewal.anchors, not by the adapter; docs/verification.md).
+COMMON_OPTIONS = frozenset({"trust_anchor_path", "trust_anchor_setting"})
 
 
 class ProfileOptions:
     """A profile's options, read with errors that name ``RENEWAL_CA_PROFILES``, the profile and the option."""
 
     def __init__(self, profile: CAProfile, allowed: frozenset[str]) -> None:
-        """Refuse options the adapter does not know.
+        """Refuse options the adapter does not know (``COMMON_OPTIONS`` are always known).
 
         Raises:
-            ConfigurationError: an option is not in ``allowed``.
+            ConfigurationError: an option is neither in ``allowed`` nor in ``COMMON_OPTIONS``.
         """
         self._profile = profile
-        unknown = sorted(set(profile.options) - allowed)
+        unknown = sorted(set(profile.options) - allowed - COMMON_OPTIONS)
         if unknown:
             raise self.problem(f"unknown option(s) {', '.join(unknown)} for adapter {profile.adapter}")
 
@@ -234,17 +250,92 @@ def new_session(client_certificate: ClientCertificate | None = None) -> requests
 
 
 def send(session: requests.Session, method: str, url: str, *, what: str, **kwargs: Any) -> requests.Response:
-    """Send one request; a connection failure or timeout becomes ``RetryableError`` naming ``what``.
+    """Send one request without following a redirect; failures become our errors, naming ``what`` and a host only.
 
     Raises:
-        RetryableError: reason ``ca_unreachable``.
+        PermanentError: reason ``ca_redirect_refused`` (any 3xx answer), ``ca_tls_untrusted`` (the server's
+            certificate does not verify against the configured trust, or is not for the URL's host name).
+        RetryableError: reason ``ca_unreachable`` (connection failure, other TLS failure, timeout).
     """
+    # Every caller sends a credential or a CSR. requests keeps custom headers (X-Vault-Token) and, on 307/308,
+    # the body when it follows a Location, even to another host or from https down to http: never follow one.
+    kwargs["allow_redirects"] = False
     try:
-        return session.request(method, url, **kwargs)
+        response = session.request(method, url, **kwargs)
+    except requests.exceptions.SSLError as exc:
+        if tls_verification_failed(exc):
+            raise tls_untrusted(what, url, reason="ca_tls_untrusted") from exc
+        raise RetryableError(
+            f"cannot reach {what}: TLS failed ({type(exc).__name__})", reason="ca_unreachable"
+        ) from exc
     except requests.Timeout as exc:
         raise RetryableError(f"{what} did not answer in time", reason="ca_unreachable") from exc
     except requests.RequestException as exc:
         raise RetryableError(f"cannot reach {what}: {type(exc).__name__}", reason="ca_unreachable") from exc
+    if 300 <= response.status_code < 400:
+        response.close()
+        location = response.headers.get("Location")
+        raise redirect_refused(what, response.status_code, location, url, reason="ca_redirect_refused")
+    return response
+
+
+def host_of(url: str | None) -> str:
+    """The host name of ``url``, for a message: never its scheme, userinfo, port, path or query."""
+    try:
+        host = urlsplit(url or "").hostname
+    except ValueError:
+        host = None
+    if not host or not _PRINTABLE_HOST.fullmatch(host):
+        return "an unreadable host"
+    return host
+
+
+def redirect_refused(what: str, status: int, location: str | None, base_url: str, *, reason: str) -> PermanentError:
+    """The ``PermanentError`` for a 3xx answer that was not followed; names only the host ``location`` points at.
+
+    ``location`` is the ``Location`` header (``None`` when absent); a relative one is resolved against ``base_url``.
+    """
+    target = host_of(urljoin(base_url, location)) if location else "no Location"
+    return PermanentError(
+        f"{what} answered HTTP {status}, redirecting to {target}; redirects are not followed, so nothing was "
+        "sent there (configure the final URL)",
+        reason=reason,
+    )
+
+
+def tls_verification_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` wraps a failed server certificate check (untrusted issuer, expired, wrong host name).
+
+    requests, urllib3 and azure-core each wrap the ``ssl.SSLCertVerificationError``; other TLS failures (a
+    handshake cut short, a client certificate the server refuses) are not verification failures.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending and len(seen) < 64:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        linked = (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            getattr(current, "inner_exception", None),
+            *current.args,
+        )
+        pending.extend(e for e in linked if isinstance(e, BaseException))
+    return False
+
+
+def tls_untrusted(what: str, url: str, *, reason: str) -> PermanentError:
+    """The ``PermanentError`` for a server certificate that does not verify; names only the URL's host."""
+    return PermanentError(
+        f"the TLS certificate of {what} at {host_of(url)} is not trusted or not issued for that host name (check "
+        "the URL, and the CA bundle configured for a private CA); nothing was sent",
+        reason=reason,
+    )
 
 
 def retry_after_seconds(response: requests.Response, *, now: datetime | None = None) -> float | None:

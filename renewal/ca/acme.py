@@ -21,6 +21,8 @@ option                       type      default     meaning
 ``dns_options``              object    ``{}``      the provider's options: see ``renewal.dns.azure`` and
                                                    ``renewal.dns.challtestsrv``
 ``ca_bundle_path``           string    (none)      PEM file of CAs to trust for the ACME server's TLS (a private CA)
+``allowed_hosts``            list      ``[]``      host names, besides the directory's own, that the directory and
+                                                   orders may send us to (a CA serving parts of ACME elsewhere)
 ``propagation_seconds``      number    0           wait after publishing the TXT records before answering challenges
 ``poll_timeout_seconds``     number    60          how long to wait for the challenges to be validated
 ``issuance_wait_seconds``    number    30          how long to wait for a finalized order to be issued; past it
@@ -49,6 +51,13 @@ order the CSR's names (§7.4); for each pending authorization publish ``_acme-ch
 the challenge, wait until valid, and remove the records whatever happened; finalize with Key Vault's CSR as it is;
 download the chain (§7.4.2), leaf first.
 
+Where requests go. RFC 8555 has the client POST its account-signed JWS, and the CSR, to whatever URLs the
+directory and the order name (§7.1). Every such URL (``newNonce``, ``newAccount``, ``newOrder``, the order, its
+authorizations, challenges, ``finalize``, ``certificate``, ``renewalInfo``, ``revokeCert``, ``keyChange``, the account)
+must be https on the directory's own host or one in ``allowed_hosts`` (plain http only when the directory itself is
+plain http on loopback, for development); anything else is refused before a request is sent (``acme_url_refused``).
+A 3xx answer is never followed (``ca_redirect_refused``).
+
 ARI (RFC 9773): ``suggested_window`` gives the CA's suggested renewal window for a certificate when the directory
 offers ``renewalInfo``; ``submit_replacing`` orders with ``replaces`` set to the previous certificate's ARI id.
 The renewal flow calls ``submit_replacing`` when it knows the certificate being renewed; ``submit`` is the plain
@@ -63,11 +72,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from acme import challenges, crypto_util, messages
@@ -82,9 +93,11 @@ from josepy.interfaces import JSONDeSerializable
 from josepy.json_util import field as json_field
 from josepy.jwa import ES256, ES384, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
+from requests.adapters import HTTPAdapter
 
 from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
-from renewal.config import resolve_secret_setting, url_problem
+from renewal.ca._tls_client import host_of, redirect_refused, tls_untrusted, tls_verification_failed
+from renewal.config import is_loopback_host, resolve_secret_setting, url_problem
 from renewal.dns import DnsProvider, dns_provider_for
 from renewal.errors import ConfigurationError, PermanentError, RenewalError, RetryableError
 
@@ -108,10 +121,13 @@ _OPTIONS = frozenset(
         "dns_provider",
         "dns_options",
         "ca_bundle_path",
+        "allowed_hosts",
         "propagation_seconds",
         "poll_timeout_seconds",
         "issuance_wait_seconds",
         "timeout_seconds",
+        "trust_anchor_path",
+        "trust_anchor_setting",
     }
 )
 _USER_AGENT = "keyvault-private-ca-renewal"
@@ -119,6 +135,9 @@ _USER_AGENT = "keyvault-private-ca-renewal"
 # connections during validation (§8), which a new order may pass.
 _RETRYABLE_PROBLEMS = frozenset({"rateLimited", "serverInternal", "badNonce", "dns", "connection"})
 _DEFAULT_PENDING_RETRY = 10.0
+# The directory's URL fields (RFC 8555 §7.1.1, RFC 9773 §4.1); "meta" holds only links for humans.
+_DIRECTORY_URLS = ("newNonce", "newAccount", "newOrder", "newAuthz", "revokeCert", "keyChange", "renewalInfo")
+_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|[0-9a-f:]{2,39}")
 
 
 def ari_certificate_id(certificate_pem: str) -> str | None:
@@ -176,6 +195,69 @@ class _Session:
         return self.client.net.post(url, body, new_nonce_url=self.client.directory["newNonce"])
 
 
+@dataclass(frozen=True, slots=True)
+class _UrlPolicy:
+    """Which URLs the account-signed JWS and the CSR may go to: https on the directory's host or ``allowed_hosts``.
+
+    Attributes:
+        hosts: the directory's host and the allowed ones, lower case.
+        loopback_http: the directory itself is plain http on loopback (development), so plain http to a loopback
+            host among ``hosts`` is allowed too.
+    """
+
+    hosts: frozenset[str]
+    loopback_http: bool
+
+    @classmethod
+    def for_directory(cls, directory_url: str, allowed_hosts: Iterable[str]) -> _UrlPolicy:
+        parts = urlsplit(directory_url)
+        host = (parts.hostname or "").lower()
+        return cls(frozenset({host, *allowed_hosts}), parts.scheme == "http" and is_loopback_host(host))
+
+    def check(self, url: str, name: str) -> None:
+        """Refuse ``url`` unless it is allowed; ``name`` says which URL it is (``newOrder``, ``order``).
+
+        Raises:
+            PermanentError: reason ``acme_url_refused``, naming only the URL's host.
+        """
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+            parts.port  # noqa: B018 - parsing the port is what raises for a malformed one
+        except ValueError:
+            host, parts = "", urlsplit("")
+        secure = parts.scheme == "https" or (parts.scheme == "http" and self.loopback_http and is_loopback_host(host))
+        if secure and host in self.hosts and not parts.username and not parts.password:
+            return
+        raise PermanentError(
+            f"the ACME server's {name} URL is on {host_of(url)} over {parts.scheme or 'no scheme'}; only https URLs "
+            "on the directory's own host (or one in allowed_hosts) are contacted, so nothing was sent there",
+            reason="acme_url_refused",
+        )
+
+
+class _GuardedTransport(HTTPAdapter):
+    """The ACME session's transport: every request passes the ``_UrlPolicy`` first, and a 3xx is never passed on.
+
+    ``acme``'s ``ClientNetwork`` sends with requests' defaults, which follow redirects with the JWS body (307/308)
+    to any host; checking here covers the requests ``acme`` makes on its own (nonces, challenges) too.
+    """
+
+    def __init__(self, policy: _UrlPolicy) -> None:
+        super().__init__()
+        self._policy = policy
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        url = request.url or ""
+        self._policy.check(url, "next")
+        response = super().send(request, *args, **kwargs)
+        if 300 <= response.status_code < 400:
+            response.close()
+            location = response.headers.get("Location")
+            raise redirect_refused("the ACME server", response.status_code, location, url, reason="ca_redirect_refused")
+        return response
+
+
 class _NewOrder(messages.NewOrder):
     """newOrder with RFC 9773 §5's ``replaces``, which this ``acme`` version does not model."""
 
@@ -194,6 +276,7 @@ class AcmeCA:
         contact_email: str | None = None,
         eab: tuple[str, str] | None = None,
         ca_bundle_path: str | None = None,
+        allowed_hosts: tuple[str, ...] = (),
         propagation_seconds: float = 0.0,
         poll_timeout_seconds: float = 60.0,
         issuance_wait_seconds: float = 30.0,
@@ -203,10 +286,12 @@ class AcmeCA:
     ) -> None:
         """Order from the ACME server at ``directory_url`` with ``account_key``.
 
-        ``account_key`` is RSA or EC P-256/P-384; ``eab`` is ``(key id, base64url HMAC key)``; ``clock`` is a
-        monotonic clock in seconds and ``sleep`` waits.
+        ``account_key`` is RSA or EC P-256/P-384; ``eab`` is ``(key id, base64url HMAC key)``; ``allowed_hosts``
+        are host names besides the directory's that its URLs may point at; ``clock`` is a monotonic clock in
+        seconds and ``sleep`` waits.
         """
         self._directory_url = directory_url
+        self._policy = _UrlPolicy.for_directory(directory_url, (h.lower() for h in allowed_hosts))
         self._key, self._alg = _jwk(account_key)
         self._dns = dns
         self._contact = contact_email
@@ -298,6 +383,12 @@ class AcmeCA:
         if bundle is not None and not Path(bundle).is_file():
             raise problem(f"ca_bundle_path {bundle!r} is not a file")
 
+        allowed_hosts = options.get("allowed_hosts", [])
+        if not isinstance(allowed_hosts, list) or not all(
+            isinstance(h, str) and _HOST_NAME.fullmatch(h.strip().lower()) for h in allowed_hosts
+        ):
+            raise problem("allowed_hosts must be a list of host names (no scheme, port or path)")
+
         return cls(
             directory_url=directory_url,
             account_key=account_key,
@@ -305,6 +396,7 @@ class AcmeCA:
             contact_email=option("contact_email"),
             eab=eab,
             ca_bundle_path=bundle,
+            allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts),
             propagation_seconds=seconds("propagation_seconds", 0, 600),
             poll_timeout_seconds=seconds("poll_timeout_seconds", 60, 600),
             issuance_wait_seconds=seconds("issuance_wait_seconds", 30, 600),
@@ -318,9 +410,10 @@ class AcmeCA:
             PermanentError: the server refused (reason ``acme_`` + the RFC 8555 §6.7 problem type in snake case,
                 e.g. ``acme_rejected_identifier``, ``acme_external_account_required``, ``acme_bad_csr``,
                 ``acme_unauthorized`` for a failed challenge), the CSR is unreadable (``csr_invalid``), no dns-01
-                challenge was offered (``acme_no_dns01_challenge``), the server's TLS is not trusted
-                (``acme_tls_untrusted``) or its answers are not ACME (``acme_bad_answer``), or the DNS provider
-                refused (``dns_*``).
+                challenge was offered (``acme_no_dns01_challenge``), the server's TLS certificate does not verify
+                (``ca_tls_untrusted``), it handed out a URL off its host or not https (``acme_url_refused``) or
+                answered a redirect (``ca_redirect_refused``), its answers are not ACME (``acme_bad_answer``), or
+                the DNS provider refused (``dns_*``).
             RetryableError: the server is unreachable (``acme_unreachable``), timed out (``acme_timeout``), answered
                 5xx or ``rateLimited``/``serverInternal`` (with ``retry_after`` from ``Retry-After``), validation
                 took longer than ``poll_timeout_seconds`` (``acme_validation_timeout``), or DNS failed transiently.
@@ -397,6 +490,8 @@ class AcmeCA:
             identifiers += [messages.Identifier(typ=messages.IDENTIFIER_IP, value=str(ip)) for ip in ip_addresses]
             response = session.post(directory["newOrder"], _NewOrder(identifiers=identifiers, replaces=replaces))
             order_url = response.headers["Location"]
+            # The order URL becomes the Pending reference that poll() later sends the account's JWS to.
+            self._policy.check(order_url, "order")
             order = messages.Order.from_json(response.json())
             _log.debug("ACME order %s for %d identifier(s)", order_url, len(identifiers))
             self._authorize(session, order)
@@ -416,11 +511,26 @@ class AcmeCA:
             timeout=int(self._timeout),
         )
         net.session.hooks["response"].append(last.record)
+        transport = _GuardedTransport(self._policy)
+        net.session.mount("https://", transport)
+        net.session.mount("http://", transport)
         with _translated(last):
             directory = ClientV2.get_directory(self._directory_url, net)
+        # Refuse a directory pointing elsewhere before its first use, whichever entry the flow reaches first.
+        for name in _DIRECTORY_URLS:
+            url = _directory_entry(directory, name)
+            if url is not None:
+                self._policy.check(url, name)
         return _Session(ClientV2(directory, net), last)
 
     def _find_account(self, session: _Session, *, create: bool) -> None:
+        self._locate_account(session, create=create)
+        account = session.client.net.account
+        if account is not None and account.uri:
+            # The account URL is the JWS "kid" (RFC 8555 §6.2): the account's resource on the same server.
+            self._policy.check(account.uri, "account")
+
+    def _locate_account(self, session: _Session, *, create: bool) -> None:
         client = session.client
         try:
             # RFC 8555 §7.3.1: onlyReturnExisting finds the account of this key without creating one (and
@@ -562,9 +672,10 @@ def _translated(last: _LastResponse) -> Iterator[None]:
     except acme_errors.Error as exc:
         raise PermanentError(f"ACME protocol error: {type(exc).__name__}", reason="acme_protocol_error") from exc
     except requests.exceptions.SSLError as exc:
-        raise PermanentError(
-            "the ACME server's TLS certificate is not trusted (see ca_bundle_path)", reason="acme_tls_untrusted"
-        ) from exc
+        if tls_verification_failed(exc):
+            url = exc.request.url if exc.request is not None else None
+            raise tls_untrusted("the ACME server", url or "", reason="ca_tls_untrusted") from exc
+        raise RetryableError("the ACME server is unreachable (TLS failed)", reason="acme_unreachable") from exc
     except requests.Timeout as exc:
         raise RetryableError("the ACME server did not answer in time", reason="acme_timeout") from exc
     except requests.RequestException as exc:

@@ -125,7 +125,9 @@ class AdcsCA:
 
         Raises:
             PermanentError: reason ``denied`` (certsrv's "denied" answer, with its disposition message),
-                ``auth_failed`` (401), ``ca_refused`` (any other error page), ``bad_ca_answer``, ``csr_invalid``.
+                ``auth_failed`` (401), ``ca_refused`` (any other error page), ``bad_ca_answer``, ``csr_invalid``,
+                ``ca_redirect_refused`` (a 3xx, also after the NTLM handshake: the password's proof and the CSR
+                never follow a Location), ``ca_tls_untrusted`` (the server's TLS certificate does not verify).
             RetryableError: reason ``ca_unavailable`` (5xx) or ``ca_unreachable``.
         """
         try:

@@ -43,13 +43,26 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
+from renewal.ca._tls_client import new_session, redirect_refused, tls_untrusted, tls_verification_failed
 from renewal.config import resolve_secret_setting, url_problem
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 
 __all__ = ["CfsslCA"]
 
 _PROFILES_SETTING = "RENEWAL_CA_PROFILES"
-_OPTIONS = frozenset({"url", "profile", "label", "auth_key_setting", "chain_path", "ca_bundle_path", "timeout_seconds"})
+_OPTIONS = frozenset(
+    {
+        "url",
+        "profile",
+        "label",
+        "auth_key_setting",
+        "chain_path",
+        "ca_bundle_path",
+        "timeout_seconds",
+        "trust_anchor_path",
+        "trust_anchor_setting",
+    }
+)
 _API = "/api/v1/cfssl/"
 _USER_AGENT = "keyvault-private-ca-renewal"
 
@@ -77,7 +90,7 @@ class CfsslCA:
         self._chain = chain_pem
         self._verify: str | bool = ca_bundle_path or True
         self._timeout = timeout_seconds
-        self._session = session or requests.Session()
+        self._session = session or new_session()
 
     def __repr__(self) -> str:
         return f"CfsslCA(url={self._url!r}, profile={self._profile!r}, authenticated={self._auth_key is not None})"
@@ -155,10 +168,12 @@ class CfsslCA:
         Raises:
             PermanentError: CFSSL refused (reason ``cfssl_unauthorized`` for a bad auth key,
                 ``cfssl_csr_rejected``, ``cfssl_policy_violation``, ``cfssl_rejected`` for other 4xx answers) or
-                answered something that is not a certificate (``cfssl_bad_answer``), or its TLS certificate is not
-                trusted (``cfssl_tls_untrusted``).
-            RetryableError: CFSSL is unreachable (``cfssl_unreachable``), timed out (``cfssl_timeout``), or failed
-                on its side (``cfssl_unavailable``: 5xx, or an upstream/store error it reports).
+                answered something that is not a certificate (``cfssl_bad_answer``), its TLS certificate does not
+                verify (``ca_tls_untrusted``: untrusted issuer or another host name), or it answered a redirect,
+                which is never followed with the CSR and its HMAC token (``ca_redirect_refused``).
+            RetryableError: CFSSL is unreachable (``cfssl_unreachable``, other TLS failures too), timed out
+                (``cfssl_timeout``), or failed on its side (``cfssl_unavailable``: 5xx, or an upstream/store error
+                it reports).
         """
         try:
             csr = x509.load_der_x509_csr(request.csr_der)
@@ -206,18 +221,31 @@ class CfsslCA:
     def _call(self, endpoint: str, body: Mapping[str, str]) -> Mapping[str, object]:
         url = self._url + _API + endpoint
         try:
+            # Never follow a Location with the CSR and the HMAC token (307/308 keep the body, even off-host).
             response = self._session.post(
-                url, json=body, timeout=self._timeout, verify=self._verify, headers={"User-Agent": _USER_AGENT}
+                url,
+                json=body,
+                timeout=self._timeout,
+                verify=self._verify,
+                headers={"User-Agent": _USER_AGENT},
+                allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
-            raise PermanentError(
-                f"CFSSL's TLS certificate at {self._url} is not trusted (see ca_bundle_path)",
-                reason="cfssl_tls_untrusted",
+            if tls_verification_failed(exc):
+                raise tls_untrusted("CFSSL", url, reason="ca_tls_untrusted") from exc
+            raise RetryableError(
+                f"CFSSL at {self._url} is unreachable (TLS failed)", reason="cfssl_unreachable"
             ) from exc
         except requests.Timeout as exc:
             raise RetryableError(f"CFSSL at {self._url} did not answer in time", reason="cfssl_timeout") from exc
         except requests.RequestException as exc:
             raise RetryableError(f"CFSSL at {self._url} is unreachable", reason="cfssl_unreachable") from exc
+        if 300 <= response.status_code < 400:
+            response.close()
+            location = response.headers.get("Location")
+            raise redirect_refused(
+                f"CFSSL {endpoint}", response.status_code, location, url, reason="ca_redirect_refused"
+            )
 
         try:
             envelope = response.json()

@@ -175,7 +175,8 @@ class EjbcaCA:
         Raises:
             PermanentError: reason ``csr_rejected`` (400, 409), ``permission_denied`` (401, 403: the client
                 certificate is missing or not authorized), ``unknown_profile`` (404: CA or profile not found),
-                ``bad_ca_answer``, ``csr_invalid``.
+                ``bad_ca_answer``, ``csr_invalid``, ``ca_redirect_refused`` (a 3xx is never followed with the CSR
+                and enrollment code), ``ca_tls_untrusted`` (EJBCA's TLS certificate does not verify).
             RetryableError: reason ``ca_unavailable`` (5xx, 429) or ``ca_unreachable``.
         """
         try:

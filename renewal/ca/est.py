@@ -142,7 +142,9 @@ class EstCA:
 
         Raises:
             PermanentError: reason ``csr_rejected`` (400 and other 4xx), ``auth_failed`` (401, 403),
-                ``unknown_label`` (404), ``bad_ca_answer`` (not a certs-only PKCS#7 holding our certificate).
+                ``unknown_label`` (404), ``bad_ca_answer`` (not a certs-only PKCS#7 holding our certificate),
+                ``ca_redirect_refused`` (a 3xx is never followed with the credentials and CSR),
+                ``ca_tls_untrusted`` (the EST server's TLS certificate does not verify).
             RetryableError: reason ``ca_unavailable`` (5xx, 429) or ``ca_unreachable``.
         """
         return self._enroll(request.csr_der)

@@ -9,7 +9,9 @@ Profile options (``RENEWAL_CA_PROFILES``, adapter ``local``); exactly one source
   with an optional ``ca_pfx_password_setting``.
 
 And optionally: ``chain_path`` (PEM file of the CA's own issuers, nearest first; the CA certificate itself is
-dropped if listed), ``validity_days`` (when the request has no ``validity_months``; default 365), ``approval``
+dropped if listed), ``validity_days`` (when the request has no ``validity_months``; default 365),
+``max_validity_hours`` (a cap on every leaf's lifetime, as Vault roles' ``max_ttl`` and step-ca's provisioners
+have: a policy asking for more gets this much), ``approval``
 (``"manual"`` to hold each request until a file ``<reference>.approved`` or ``<reference>.denied`` appears in
 ``approval_dir``).
 """
@@ -51,8 +53,11 @@ _OPTIONS = frozenset(
         "ca_pfx_password_setting",
         "chain_path",
         "validity_days",
+        "max_validity_hours",
         "approval",
         "approval_dir",
+        "trust_anchor_path",
+        "trust_anchor_setting",
     }
 )
 # Key Vault's key usage names (CertificatePolicy x509_props.key_usage) → x509.KeyUsage arguments.
@@ -93,6 +98,7 @@ class LocalCA:
         chain: tuple[x509.Certificate, ...] = (),
         clock: Callable[[], datetime] = _utc_now,
         default_validity_days: int = 365,
+        max_validity: timedelta | None = None,
         approval_dir: Path | None = None,
     ) -> None:
         """Hold a CA certificate and its key; ``clock`` returns tz-aware UTC now.
@@ -111,11 +117,16 @@ class LocalCA:
         self._chain = tuple(c for c in chain if c != ca_certificate)
         self._clock = clock
         self._default_validity = timedelta(days=default_validity_days)
+        self._max_validity = max_validity
         self._approval_dir = approval_dir
 
     @classmethod
-    def from_profile(cls, profile: CAProfile, environ: Mapping[str, str]) -> LocalCA:
+    def from_profile(
+        cls, profile: CAProfile, environ: Mapping[str, str], *, clock: Callable[[], datetime] = _utc_now
+    ) -> LocalCA:
         """Build a ``LocalCA`` from a profile's options, resolving secret settings from ``environ``.
+
+        ``clock`` is the time it issues at (the emulator's, in tests and benchmarks that move time).
 
         Raises:
             ConfigurationError: an option is unknown or malformed, or a CA file or setting cannot be read;
@@ -197,6 +208,11 @@ class LocalCA:
         validity_days = options.get("validity_days", 365)
         if isinstance(validity_days, bool) or not isinstance(validity_days, int) or validity_days < 1:
             raise problem("validity_days must be a positive whole number")
+        max_hours = options.get("max_validity_hours")
+        if max_hours is not None and (
+            isinstance(max_hours, bool) or not isinstance(max_hours, int | float) or not 0 < max_hours <= 24 * 36500
+        ):
+            raise problem("max_validity_hours must be a positive number of hours")
 
         approval, approval_dir = option("approval"), option("approval_dir")
         if approval not in (None, "auto", "manual"):
@@ -216,7 +232,9 @@ class LocalCA:
                 ca_key=key,
                 chain=tuple(chain),
                 default_validity_days=validity_days,
+                max_validity=timedelta(hours=max_hours) if max_hours is not None else None,
                 approval_dir=directory,
+                clock=clock,
             )
         except ValueError as exc:
             raise problem(str(exc)) from exc
@@ -306,6 +324,8 @@ class LocalCA:
                 f"the CA certificate expired {ca.not_valid_after_utc.isoformat()}", reason="ca_expired"
             )
         not_after = _add_months(now, validity_months) if validity_months else now + self._default_validity
+        if self._max_validity is not None:
+            not_after = min(not_after, now + self._max_validity)
         not_after = min(not_after, ca.not_valid_after_utc)
         not_before = max(now - _BACKDATE, ca.not_valid_before_utc)
         public_key = csr.public_key()

@@ -218,7 +218,9 @@ class VaultPKI:
         Raises:
             PermanentError: reason ``csr_rejected`` (400: bad CSR, or names/TTL the role refuses),
                 ``permission_denied`` (403), ``unknown_role`` (404: no such role or mount), ``auth_failed``
-                (login refused), ``bad_ca_answer`` (an answer without a readable certificate), ``csr_invalid``.
+                (login refused), ``bad_ca_answer`` (an answer without a readable certificate), ``csr_invalid``,
+                ``ca_redirect_refused`` (a 3xx: neither the token, the AppRole secret id nor the Azure JWT follows a
+                Location), ``ca_tls_untrusted`` (Vault's TLS certificate does not verify).
             RetryableError: reason ``ca_unavailable`` (429, 5xx, sealed or standby Vault) or ``ca_unreachable``.
         """
         body: dict[str, Any] = {"csr": _csr_pem(request.csr_der), "format": "pem"}

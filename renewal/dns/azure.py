@@ -19,7 +19,8 @@ The identity needs **DNS Zone Contributor** on a public zone, or **Private DNS Z
 CA (step-ca, Vault, EJBCA) running in a network linked to that zone.
 
 Record sets are read and written with ETags (``If-Match``/``If-None-Match``), so two renewals sharing a name do not
-drop each other's values.
+drop each other's values. Every request carries the identity's ARM token, so a redirect is never followed
+(``dns_redirect_refused``), and an ARM endpoint whose TLS certificate does not verify is ``dns_tls_untrusted``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from urllib.parse import quote
 
 import requests
 
+from renewal.ca._tls_client import new_session, redirect_refused, tls_untrusted, tls_verification_failed
 from renewal.config import url_problem
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 
@@ -81,7 +83,7 @@ class AzureDns:
         self._arm = arm_endpoint.rstrip("/")
         self._scope = f"{self._arm}/.default"
         self._timeout = timeout_seconds
-        self._session = session or requests.Session()
+        self._session = session or new_session()
         kind = "privateDnsZones" if private else "dnsZones"
         self._zone_url = (
             f"{self._arm}/subscriptions/{quote(subscription_id, safe='')}/resourceGroups/"
@@ -146,8 +148,9 @@ class AzureDns:
 
         Raises:
             PermanentError: ``name`` is outside the zone (``dns_name_outside_zone``), the identity may not write
-                the zone (``dns_unauthorized``), the zone does not exist (``dns_zone_not_found``), or ARM refused
-                (``dns_rejected``).
+                the zone (``dns_unauthorized``), the zone does not exist (``dns_zone_not_found``), ARM refused
+                (``dns_rejected``), answered a redirect (``dns_redirect_refused``: the token never follows a
+                Location), or its TLS certificate does not verify (``dns_tls_untrusted``).
             RetryableError: ARM is unreachable, throttles or fails (``dns_unreachable``, ``dns_unavailable``), or
                 the record set kept changing under us (``dns_concurrent_update``).
         """
@@ -222,10 +225,20 @@ class AzureDns:
                 headers={"Authorization": f"Bearer {token}", **(headers or {})},
                 json=body,
                 timeout=self._timeout,
+                allow_redirects=False,
             )
+        except requests.exceptions.SSLError as exc:
+            if tls_verification_failed(exc):
+                raise tls_untrusted("Azure DNS (ARM)", url, reason="dns_tls_untrusted") from exc
+            raise RetryableError(f"Azure DNS (ARM) is unreachable for {method}", reason="dns_unreachable") from exc
         except requests.RequestException as exc:
             raise RetryableError(f"Azure DNS (ARM) is unreachable for {method}", reason="dns_unreachable") from exc
         status = response.status_code
+        if 300 <= status < 400:
+            # Record-set calls are not redirected by ARM: a 3xx comes from a proxy or a wrong arm_endpoint.
+            response.close()
+            location = response.headers.get("Location")
+            raise redirect_refused(f"Azure DNS (ARM) {method}", status, location, url, reason="dns_redirect_refused")
         if (status == 412 and conflict_ok) or (status == 404 and missing_ok):
             return status, {}
         if status < 300:

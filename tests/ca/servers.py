@@ -218,8 +218,13 @@ def pebble_server(
     eab_required: bool = False,
     eab_keys: dict[str, str] | None = None,
     blocked_domains: tuple[str, ...] = (),
+    validity_seconds: int | None = None,
 ) -> Iterator[PebbleServer]:
-    """Start Pebble on free loopback ports, validating dns-01 against ``dns``."""
+    """Start Pebble on free loopback ports, validating dns-01 against ``dns``.
+
+    ``validity_seconds`` sets the lifetime of the certificates it issues (Pebble's default is five years, longer
+    than a Key Vault policy's months allow).
+    """
     binary = require_binary("pebble")
     directory.mkdir(parents=True, exist_ok=True)
     tls = server_tls(directory / "tls")
@@ -238,6 +243,8 @@ def pebble_server(
             "domainBlocklist": list(blocked_domains),
         }
     }
+    if validity_seconds is not None:
+        config["pebble"]["certificateValidityPeriod"] = validity_seconds
     config_path = directory / "pebble-config.json"
     config_path.write_text(json.dumps(config, indent=2))
     env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}

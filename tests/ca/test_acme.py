@@ -26,9 +26,8 @@ from renewal.ca import CAAdapter, CAProfile, Issued, Pending, SigningRequest, ad
 from renewal.ca.acme import AcmeCA
 from renewal.dns.challtestsrv import ChallTestSrvDns
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
-from renewal.verify import verify_issued
 from tests.ca.conftest import CONTRACT_DNS_NAMES
-from tests.ca.contract import CAAdapterContract, poll_until_issued
+from tests.ca.contract import CAAdapterContract, poll_until_issued, verify_against_its_own_chain
 from tests.ca.servers import (
     ChallTestServer,
     PebbleServer,
@@ -257,7 +256,7 @@ def test_eab_account_is_created_with_the_binding(
     options = acme_options(pebble_eab, eab_kid=EAB_KID, eab_hmac_key_setting="ACME_EAB_HMAC")
     answer = _adapter(options, {"ACME_EAB_HMAC": EAB_HMAC}).submit(keyvault_signing_request)
     assert isinstance(answer, Issued)
-    verify_issued(keyvault_signing_request.csr_der, answer, now=datetime.now(UTC))
+    verify_against_its_own_chain(keyvault_signing_request.csr_der, answer, now=datetime.now(UTC))
 
 
 def test_eab_required_but_missing_is_external_account_required(
@@ -303,7 +302,7 @@ def test_order_still_processing_is_pending_and_a_rebuilt_adapter_polls_it(
     assert isinstance(first, Pending)
     assert first.reference.startswith(pebble.directory_url.removesuffix("/dir"))
     answer = poll_until_issued(_adapter(options, environ), first, timeout=15)
-    verify_issued(keyvault_signing_request.csr_der, answer, now=datetime.now(UTC))
+    verify_against_its_own_chain(keyvault_signing_request.csr_der, answer, now=datetime.now(UTC))
 
 
 def test_polling_with_another_account_key_is_permanent(

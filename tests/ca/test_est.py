@@ -177,15 +177,18 @@ def test_unknown_label_is_permanent(est: FakeEst, keyvault_signing_request: Sign
     assert caught.value.reason == "unknown_label"
 
 
-def test_outage_is_retryable_and_untrusted_tls_too(est: FakeEst, keyvault_signing_request: SigningRequest) -> None:
-    """503 is retryable (ca_unavailable); without the private TLS CA the handshake fails, also retryable."""
+def test_outage_is_retryable_and_untrusted_tls_is_permanent(
+    est: FakeEst, keyvault_signing_request: SigningRequest
+) -> None:
+    """503 is retryable (ca_unavailable); without the private TLS CA the certificate check fails, which retrying
+    cannot mend (ca_tls_untrusted)."""
     est.down = True
     with pytest.raises(RetryableError) as caught:
         _est_adapter(est).submit(keyvault_signing_request)
     assert caught.value.reason == "ca_unavailable"
-    with pytest.raises(RetryableError) as untrusted:
+    with pytest.raises(PermanentError) as untrusted:
         _est_adapter(est, ca_bundle_path=None).submit(keyvault_signing_request)
-    assert untrusted.value.reason == "ca_unreachable"
+    assert untrusted.value.reason == "ca_tls_untrusted"
 
 
 def test_poll_refuses_a_foreign_reference(est: FakeEst) -> None:

@@ -31,6 +31,11 @@ def ca_files(tmp_path_factory: pytest.TempPathFactory) -> LocalCAFiles:
     return create_local_ca(tmp_path_factory.mktemp("ca"), clock=lambda: NOW - timedelta(days=30))
 
 
+def root_of(files: LocalCAFiles) -> x509.Certificate:
+    """The local CA's root: the anchor its answers are verified against."""
+    return x509.load_pem_x509_certificate(files.root_path.read_bytes())
+
+
 def load_ca(files: LocalCAFiles, *, now: datetime = NOW, **kwargs: object) -> LocalCA:
     key = serialization.load_pem_private_key(files.issuing_key_path.read_bytes(), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -109,7 +114,7 @@ def test_signs_a_csr_with_every_extension(ca_files: LocalCAFiles, key: Certifica
     assert isinstance(leaf.signature_hash_algorithm, hashes.SHA256)
     assert isinstance(issued, Issued)
     assert len(issued.chain_pem) == 2  # the intermediate, then the root; the issuing CA is not repeated
-    verified = verify_issued(der, issued, now=NOW)
+    verified = verify_issued(der, issued, now=NOW, anchors=(root_of(ca_files),))
     assert verified.serial_number.lstrip("0") == f"{leaf.serial_number:X}"
 
 
@@ -149,6 +154,23 @@ def test_month_arithmetic_clamps_the_day(ca_files: LocalCAFiles) -> None:
     ca = load_ca(ca_files, now=datetime(2027, 1, 31, tzinfo=UTC))
     leaf = leaf_of(ca.submit(request(csr_der(ec.generate_private_key(ec.SECP256R1())), validity_months=1)))
     assert leaf.not_valid_after_utc == datetime(2027, 2, 28, tzinfo=UTC)
+
+
+def test_a_validity_cap_shortens_what_the_policy_asks_for(ca_files: LocalCAFiles) -> None:
+    """With max_validity_hours, a policy asking for a month gets the cap (as Vault roles' max_ttl do)."""
+    ca = load_ca(ca_files, max_validity=timedelta(hours=24))
+    leaf = leaf_of(ca.submit(request(csr_der(ec.generate_private_key(ec.SECP256R1())), validity_months=1)))
+    assert leaf.not_valid_after_utc == NOW + timedelta(hours=24)
+
+
+@pytest.mark.parametrize("value", [0, -1, True, "24", 24 * 36500 + 1])
+def test_a_validity_cap_must_be_a_positive_number_of_hours(ca_files: LocalCAFiles, value: object) -> None:
+    """max_validity_hours that is not a positive number of hours is a configuration error naming it."""
+    options = {**ca_files.profile_options(), "max_validity_hours": value}
+    options.pop("adapter")
+    with pytest.raises(ConfigurationError) as caught:
+        LocalCA.from_profile(CAProfile("corp", "local", options), {})
+    assert "max_validity_hours" in caught.value.message
 
 
 def test_subjectless_csr_gets_critical_sans(ca_files: LocalCAFiles) -> None:
@@ -235,7 +257,7 @@ def test_manual_approval_holds_then_issues_once(ca_files: LocalCAFiles, tmp_path
     first = ca.poll(pending.reference)
     assert leaf_of(first).not_valid_after_utc == datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
     assert ca.poll(pending.reference) == first
-    verify_issued(der, first, now=NOW)  # type: ignore[arg-type]
+    verify_issued(der, first, now=NOW, anchors=(root_of(ca_files),))  # type: ignore[arg-type]
 
 
 def test_manual_approval_denied(ca_files: LocalCAFiles, tmp_path: Path) -> None:
@@ -367,7 +389,7 @@ def test_create_local_ca_is_idempotent_and_issue_leaf_chains(tmp_path: Path) -> 
     now = datetime.now(UTC)
     leaf = issue_leaf(
         first,
-        subject_cn="web",
+        subject_cn="web.example.com",
         dns_names=["web.example.com"],
         public_key=key.public_key(),
         not_before=now - timedelta(days=1),
@@ -378,7 +400,8 @@ def test_create_local_ca_is_idempotent_and_issue_leaf_chains(tmp_path: Path) -> 
         c.public_bytes(serialization.Encoding.PEM).decode()
         for c in x509.load_pem_x509_certificates(first.chain_path.read_bytes())
     )
-    verify_issued(csr, Issued(leaf.public_bytes(serialization.Encoding.PEM).decode(), chain), now=now)
+    leaf_pem = leaf.public_bytes(serialization.Encoding.PEM).decode()
+    verify_issued(csr, Issued(leaf_pem, chain), now=now, anchors=(root_of(first),))
 
 
 def test_poll_with_damaged_store_is_permanent(ca_files: LocalCAFiles, tmp_path: Path) -> None:

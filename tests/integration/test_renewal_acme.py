@@ -17,6 +17,8 @@ from tests.integration.conftest import Stack
 
 EAB_KID = "renewal-e2e"
 EAB_HMAC = secrets.token_urlsafe(32)
+# Pebble's own default is five years; the seeded policy asks for 12 months.
+PEBBLE_VALIDITY_SECONDS = 90 * 24 * 3600
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +30,25 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChallTestSe
 @pytest.fixture(scope="module")
 def pebble(tmp_path_factory: pytest.TempPathFactory, dns_server: ChallTestServer) -> Iterator[PebbleServer]:
     directory: Path = tmp_path_factory.mktemp("pebble")
-    with pebble_server(directory, dns_server, eab_required=True, eab_keys={EAB_KID: EAB_HMAC}) as server:
+    with pebble_server(
+        directory,
+        dns_server,
+        eab_required=True,
+        eab_keys={EAB_KID: EAB_HMAC},
+        validity_seconds=PEBBLE_VALIDITY_SECONDS,
+    ) as server:
         yield server
 
 
 @pytest.fixture
 def acme_stack(stack: Stack, pebble: PebbleServer, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    """The stack with its ``corp`` profile ordering from Pebble, with an account key and EAB from app settings."""
+    """The stack with its ``corp`` profile ordering from Pebble, with an account key and EAB from app settings.
+
+    The seeded certificates come from the local CA, so moving them to Pebble is a planned CA rollover: the profile
+    names Pebble's root as its trust anchor.
+    """
+    anchor = stack.tmp / "pebble-root.pem"
+    anchor.write_text(pebble.root_pem())
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     monkeypatch.setenv("ACME_ACCOUNT_KEY", pem.decode())
@@ -51,6 +65,7 @@ def acme_stack(stack: Stack, pebble: PebbleServer, monkeypatch: pytest.MonkeyPat
         "dns_options": {"management_url": pebble.challtestsrv.management_url},
         "poll_timeout_seconds": 15,
         "timeout_seconds": 5,
+        "trust_anchor_path": str(anchor),
     }
     monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": profile}))
     return stack
@@ -78,6 +93,26 @@ def test_near_expiry_event_renews_through_pebble(acme_stack: Stack, pebble: Pebb
     [delivery] = acme_stack.sink.deliveries
     assert delivery.verified
     assert json.loads(delivery.body)["data"]["new_version"] == current.properties.version
+
+
+def test_rollover_to_pebble_without_a_trust_anchor_is_refused(
+    acme_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without trust_anchor_path, Pebble's answer for a local-CA certificate fails untrusted_issuer: nothing merged."""
+    profile = json.loads(acme_stack.env_value("RENEWAL_CA_PROFILES"))["corp"]
+    del profile["trust_anchor_path"]
+    monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": profile}))
+    acme_stack.seed("web")
+    acme_stack.emulator.request_log.clear()
+
+    acme_stack.deliver(acme_stack.near_expiry_event("web"))
+
+    outcome = acme_stack.recorder.last
+    assert (outcome["status"], outcome["reason"]) == ("failed", "untrusted_issuer"), outcome
+    assert acme_stack.emulator.request_log.count(operation="merge") == 0
+    assert len(acme_stack.versions("web")) == 1
+    assert acme_stack.sink.deliveries == ()
+    assert acme_stack.client.get_certificate_operation("web").status == "inProgress"
 
 
 def test_renewal_logs_carry_no_pem_account_key_or_eab_key(acme_stack: Stack) -> None:

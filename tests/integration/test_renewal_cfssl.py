@@ -21,9 +21,19 @@ def cfssl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CfsslServer]:
 
 @pytest.fixture
 def cfssl_stack(stack: Stack, cfssl: CfsslServer, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    """The stack with its ``corp`` profile pointing at cfssl's authenticated profile."""
+    """The stack with its ``corp`` profile pointing at cfssl's authenticated profile.
+
+    The seeded certificates come from the local CA, so moving them to cfssl's CA is a planned CA rollover: the
+    profile names cfssl's root as its trust anchor.
+    """
     monkeypatch.setenv("CFSSL_AUTH_KEY", cfssl.auth_key_hex)
-    profile = {"adapter": "cfssl", "url": cfssl.url, "profile": "authed", "auth_key_setting": "CFSSL_AUTH_KEY"}
+    profile = {
+        "adapter": "cfssl",
+        "url": cfssl.url,
+        "profile": "authed",
+        "auth_key_setting": "CFSSL_AUTH_KEY",
+        "trust_anchor_path": str(cfssl.ca.root_path),
+    }
     monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": profile}))
     return stack
 
@@ -49,6 +59,26 @@ def test_near_expiry_event_renews_through_cfssl(cfssl_stack: Stack, cfssl: Cfssl
     [delivery] = cfssl_stack.sink.deliveries
     assert delivery.verified
     assert json.loads(delivery.body)["data"]["new_version"] == current.properties.version
+
+
+def test_rollover_to_cfssl_without_a_trust_anchor_is_refused(
+    cfssl_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without trust_anchor_path, cfssl's answer for a local-CA certificate fails untrusted_issuer: nothing merged."""
+    profile = json.loads(cfssl_stack.env_value("RENEWAL_CA_PROFILES"))["corp"]
+    del profile["trust_anchor_path"]
+    monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": profile}))
+    cfssl_stack.seed("web")
+    cfssl_stack.emulator.request_log.clear()
+
+    cfssl_stack.deliver(cfssl_stack.near_expiry_event("web"))
+
+    outcome = cfssl_stack.recorder.last
+    assert (outcome["status"], outcome["reason"]) == ("failed", "untrusted_issuer"), outcome
+    assert cfssl_stack.emulator.request_log.count(operation="merge") == 0
+    assert len(cfssl_stack.versions("web")) == 1
+    assert cfssl_stack.sink.deliveries == ()
+    assert cfssl_stack.client.get_certificate_operation("web").status == "inProgress"
 
 
 def test_renewal_logs_carry_no_auth_key_or_pem(cfssl_stack: Stack, cfssl: CfsslServer) -> None:

@@ -1,4 +1,4 @@
-"""The renewal's own figures (DESIGN §7), measured in one run on this machine.
+"""The renewal's own figures (docs/architecture.md §7), measured in one run on this machine.
 
 - Key Vault requests per renewal, counted from the emulator's request log (authenticated and all).
 - End-to-end latency on loopback: from the emulator publishing ``CertificateNearExpiry`` to the webhook sink

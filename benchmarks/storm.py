@@ -1,4 +1,4 @@
-"""A renewal storm (DESIGN §7): N certificates due at once against a vault that throttles like Key Vault.
+"""A renewal storm (docs/architecture.md §7): N certificates due at once against a vault that throttles like Key Vault.
 
 The emulator enforces Key Vault's documented per-vault limits (certificate create counts against the key
 CREATE limit: 20 per 10 seconds, without ``Retry-After``). All N NearExpiry events are delivered at once to W
@@ -42,8 +42,8 @@ def main() -> None:
     from devstack.keyvault import KeyVaultEmulator, ThrottleLimits
     from devstack.localca import create_local_ca, issue_leaf
     from devstack.webhook_sink import WebhookSink
-    from renewal.app import current_runtime
     from renewal.errors import RenewalError
+    from renewal.flow.entry import current_runtime
 
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     names = [f"storm{index:04d}" for index in range(args.certificates)]

@@ -1,4 +1,5 @@
-"""A simulated year (DESIGN §8): a fleet of mixed lifetimes renewed on the emulator's clock, events and sweep alike.
+"""A simulated year (docs/architecture.md §7): a fleet of mixed lifetimes renewed on the emulator's clock, events and
+sweep alike.
 
 Certificates living 1, 7, 30, 47, 90 and 397 days are seeded from the local CA, whose profiles cap each leaf's
 validity (as Vault roles' ``max_ttl`` and step-ca do). Then the emulator's clock moves one sweep interval at a
@@ -78,12 +79,12 @@ def main() -> None:
     from devstack.localca import create_local_ca
     from devstack.seed import seed_certificate
     from devstack.webhook_sink import WebhookSink
-    from renewal._flow import Runtime
-    from renewal.app import handle_event
-    from renewal.ca import LocalCA
-    from renewal.config import Settings
+    from renewal.ca.local import LocalCA
     from renewal.errors import RenewalError
-    from renewal.sweep import sweep
+    from renewal.flow.entry import handle_event
+    from renewal.flow.runtime import build_runtime
+    from renewal.flow.sweep import sweep
+    from renewal.settings import Settings
 
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     step = timedelta(minutes=args.sweep_minutes)
@@ -119,7 +120,7 @@ def main() -> None:
                 name: LocalCA.from_profile(profile, environ, clock=now)
                 for name, profile in settings.ca_profiles.items()
             }
-            runtime = Runtime.from_settings(settings, clock=now, _adapters=adapters)
+            runtime = build_runtime(settings, clock=now, adapters=adapters)
             client = emulator.certificate_client("year")
 
             start = now()

@@ -204,7 +204,8 @@ class FunctionsHost:
     Routes: ``POST``/``OPTIONS /runtime/webhooks/EventGrid?functionName=NAME`` (deliveries and both validation
     handshakes), ``/<route_prefix>/<route>`` for HTTP triggers, ``POST /admin/functions/NAME`` to run a timer
     trigger now, and ``GET /admin/host/status``. An Event Grid delivery is answered 202 when the function succeeded
-    and 500 when it raised (one of the behaviours reported for the real extension; DESIGN §2 says the app must not
+    and 500 when it raised (one of the behaviours reported for the real extension; docs/architecture.md §4 says the
+    app must not
     depend on which).
 
     Attributes:

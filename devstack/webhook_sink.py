@@ -6,8 +6,10 @@ For tests and the demo::
         ...  # POST to sink.url
         assert sink.deliveries[0].verified
 
-It answers 204 to a verified delivery and 401 to one whose signature does not verify. It can be told to answer
-a given status to the next requests (``fail_next``) or to drop every connection without answering (``down``).
+It answers 204 to a verified delivery of a structured CloudEvent (``Content-Type: application/cloudevents+json``,
+CloudEvents HTTP binding §3.2.1), 415 to a verified one of any other media type, and 401 to one whose signature
+does not verify. It can be told to answer a given status to the next requests (``fail_next``) or to drop every
+connection without answering (``down``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from types import TracebackType
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-__all__ = ["SinkDelivery", "WebhookSink"]
+__all__ = ["STRUCTURED_CLOUDEVENT", "SinkDelivery", "WebhookSink"]
+
+# The media type of a structured-mode CloudEvent in the JSON format (CloudEvents HTTP binding §3.2.1).
+STRUCTURED_CLOUDEVENT = "application/cloudevents+json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +118,11 @@ class WebhookSink:
             verified = True
         except (WebhookVerificationError, ValueError):
             verified = False
+        # Media types ignore case and may carry parameters (RFC 9110 §8.3.1), such as "; charset=utf-8".
+        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        answer = 401 if not verified else 204 if media_type == STRUCTURED_CLOUDEVENT else 415
         with self._lock:
-            status, extra = self._scripted.pop(0) if self._scripted else (204 if verified else 401, {})
+            status, extra = self._scripted.pop(0) if self._scripted else (answer, {})
             delivery = SinkDelivery(path=path, headers=headers, body=body, verified=verified, status=status)
             self._deliveries.append(delivery)
             if self._journal is not None:

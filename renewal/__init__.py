@@ -14,35 +14,35 @@ __all__ = ["handle_event", "handle_event_grid_event", "renew_now", "run_sweep", 
 
 
 def handle_event_grid_event(event: Any) -> Outcome:
-    """Handle one ``func.EventGridEvent`` from the Event Grid trigger; see ``renewal.app``."""
-    from renewal.app import handle_event_grid_event as handle
+    """Handle one ``func.EventGridEvent`` from the Event Grid trigger; see ``renewal.flow.entry``."""
+    from renewal.flow.entry import handle_event_grid_event as handle
 
     return handle(event)
 
 
 def handle_event(envelope: Any) -> Outcome:
-    """Handle one event in Event Grid or CloudEvents dict form; see ``renewal.app``."""
-    from renewal.app import handle_event as handle
+    """Handle one event in Event Grid or CloudEvents dict form; see ``renewal.flow.entry``."""
+    from renewal.flow.entry import handle_event as handle
 
     return handle(envelope)
 
 
 def run_sweep() -> Any:
-    """Run the timer sweep; see ``renewal.sweep``."""
-    from renewal.app import run_sweep as run
+    """Run the timer sweep; see ``renewal.flow.sweep``."""
+    from renewal.flow.entry import run_sweep as run
 
     return run()
 
 
 def renew_now(vault_name: str, certificate_name: str, *, force: bool = False) -> tuple[int, str]:
-    """Renew one certificate now; HTTP status and JSON outcome. See ``renewal.app.renew_now``."""
-    from renewal.app import renew_now as renew
+    """Renew one certificate now; HTTP status and JSON outcome. See ``renewal.flow.entry.renew_now``."""
+    from renewal.flow.entry import renew_now as renew
 
     return renew(vault_name, certificate_name, force=force)
 
 
 def status() -> tuple[int, str]:
-    """The journal's status as HTTP status and JSON. See ``renewal.report``."""
-    from renewal.app import status as report
+    """The journal's status as HTTP status and JSON. See ``renewal.flow.report``."""
+    from renewal.flow.entry import status as report
 
     return report()

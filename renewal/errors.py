@@ -4,7 +4,9 @@ Every error says whether retrying can help::
 
     RenewalError
     ├── RetryableError        a later attempt may succeed (outage, timeout, 5xx, throttling, CA still busy);
-    │                         carries ``retry_after`` in seconds when the other side said when
+    │   │                     carries ``retry_after`` in seconds when the other side said when
+    │   ├── ThrottledError        the service said "too many requests" (429): the same call, soon, is the cure
+    │   └── ClaimLostError        another worker took the renewal over: stop, it finishes it
     └── PermanentError        retrying the same thing gives the same answer
         ├── ConfigurationError    a setting is missing or malformed; names the setting
         └── VerificationError     the CA's answer does not fit the CSR; nothing is merged
@@ -16,10 +18,12 @@ No message ever contains a key, token, password, webhook secret or PEM body.
 from __future__ import annotations
 
 __all__ = [
+    "ClaimLostError",
     "ConfigurationError",
     "PermanentError",
     "RenewalError",
     "RetryableError",
+    "ThrottledError",
     "VerificationError",
 ]
 
@@ -55,6 +59,21 @@ class RetryableError(RenewalError):
     def __init__(self, message: str, *, reason: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
+
+
+class ThrottledError(RetryableError):
+    """The service throttled the request (HTTP 429); repeating it after ``retry_after`` (or shortly) is safe.
+
+    Key Vault does not count a 429 against its limits, so retrying a throttled create or merge cannot overdo it.
+    """
+
+    reason = "throttled"
+
+
+class ClaimLostError(RetryableError):
+    """Another worker changed the renewal's record since this one read it: stop, it owns the renewal now."""
+
+    reason = "claim_lost"
 
 
 class PermanentError(RenewalError):

@@ -1,8 +1,10 @@
 """How one renewal ended, and the one place that turns it into a log line, a dict and metric labels.
 
 Outcomes are closed (STYLE §5): ``renewed``, ``pending``, ``skipped`` or ``failed``, each with a machine
-``reason`` and a human ``message``. ``to_dict`` is the single rendering; the log line, the metric labels and the
-webhook payload (``renewal.webhooks``) are all built from it.
+``reason`` from the closed set ``Reason`` and a human ``message``. An error's own reason that is not in the set
+(an adapter's detail, such as ``acme_validation_timeout``) is folded into its family (``ca_unavailable``) by
+``Reason.of``, and the detail goes into the message: dashboards, alerts and metric labels see a bounded set.
+``to_dict`` is the single rendering; the log line, the metric labels and the webhook payload are built from it.
 """
 
 from __future__ import annotations
@@ -12,11 +14,166 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
-__all__ = ["Delivery", "Outcome", "Status", "log_line", "log_outcome", "metric_labels", "to_dict"]
+__all__ = ["Delivery", "Outcome", "Reason", "Status", "log_line", "log_outcome", "metric_labels", "to_dict"]
 
 Status = Literal["renewed", "pending", "skipped", "failed"]
+
+
+class Reason(StrEnum):
+    """Every reason an outcome can give: a closed set (cert-manager's conditions are the model)."""
+
+    RENEWED = "renewed"
+    CA_PENDING = "ca_pending"
+    # Skipped: nothing to do, or not now.
+    NOT_DUE = "not_due"
+    ALREADY_RENEWED = "already_renewed"
+    NOT_MANAGED = "not_managed"
+    ISSUER_RENEWS_ITSELF = "issuer_renews_itself"
+    PAUSED = "paused"
+    RECENTLY_RENEWED = "recently_renewed"
+    RENEWAL_IN_PROGRESS = "renewal_in_progress"
+    UNSUPPORTED_EVENT_TYPE = "unsupported_event_type"
+    NOT_A_KEY_VAULT_EVENT = "not_a_key_vault_event"
+    NOT_A_CERTIFICATE = "not_a_certificate"
+    VAULT_NOT_ALLOWED = "vault_not_allowed"
+    INVALID_NAME = "invalid_name"
+    # Failed before anything was asked of anyone.
+    MALFORMED_EVENT = "malformed_event"
+    BAD_CONFIGURATION = "bad_configuration"
+    UNKNOWN_CA_PROFILE = "unknown_ca_profile"
+    INVALID_TAG = "invalid_tag"
+    # Key Vault.
+    CERTIFICATE_NOT_FOUND = "certificate_not_found"
+    POLICY_MISSING = "policy_missing"
+    TOO_MANY_TAGS = "too_many_tags"
+    NO_PENDING_OPERATION = "no_pending_operation"
+    KEYVAULT_ACCESS_DENIED = "keyvault_access_denied"
+    KEYVAULT_REJECTED = "keyvault_rejected"
+    KEYVAULT_THROTTLED = "keyvault_throttled"
+    KEYVAULT_UNAVAILABLE = "keyvault_unavailable"
+    KEYVAULT_UNREACHABLE = "keyvault_unreachable"
+    KEYVAULT_GARBLED = "keyvault_garbled"
+    KEYVAULT_CHALLENGE_REFUSED = "keyvault_challenge_refused"
+    KEYVAULT_REDIRECT_REFUSED = "keyvault_redirect_refused"
+    KEYVAULT_TLS_UNTRUSTED = "keyvault_tls_untrusted"
+    # The CA.
+    CA_REJECTED = "ca_rejected"
+    CA_AUTH_FAILED = "ca_auth_failed"
+    CA_UNAVAILABLE = "ca_unavailable"
+    CA_BAD_ANSWER = "ca_bad_answer"
+    CA_REDIRECT_REFUSED = "ca_redirect_refused"
+    CA_TLS_UNTRUSTED = "ca_tls_untrusted"
+    CA_URL_REFUSED = "ca_url_refused"
+    DENIED = "denied"
+    UNKNOWN_REFERENCE = "unknown_reference"
+    # Verification of the CA's answer (docs/verification.md).
+    UNPARSABLE_CERTIFICATE = "unparsable_certificate"
+    UNPARSABLE_CSR = "unparsable_csr"
+    KEY_MISMATCH = "key_mismatch"
+    LEAF_NOT_END_ENTITY = "leaf_not_end_entity"
+    UNEXPECTED_NAMES = "unexpected_names"
+    UNEXPECTED_USAGE = "unexpected_usage"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+    VALIDITY_TOO_LONG = "validity_too_long"
+    UNKNOWN_CRITICAL_EXTENSION = "unknown_critical_extension"
+    CHAIN_INVALID = "chain_invalid"
+    UNTRUSTED_ISSUER = "untrusted_issuer"
+    VERIFICATION_FAILED = "verification_failed"
+    # After the merge, and the sweep's alarms.
+    DELIVERY_DEAD_LETTERED = "delivery_dead_lettered"
+    EXPIRY_AT_RISK = "expiry_at_risk"
+    JOURNAL_UNAVAILABLE = "journal_unavailable"
+    # What nothing more specific describes.
+    TRANSIENT_ERROR = "transient_error"
+    PERMANENT_ERROR = "permanent_error"
+    INTERNAL_ERROR = "internal_error"
+
+    @classmethod
+    def of(cls, reason: str, *, retryable: bool) -> tuple[Reason, str | None]:
+        """The closed reason for an error's own ``reason``, and the detail to keep in the message (or ``None``)."""
+        try:
+            return cls(reason), None
+        except ValueError:
+            pass
+        family = _FAMILIES.get(reason)
+        if family is None and reason.startswith(_FAMILY_PREFIXES):
+            family = Reason.CA_UNAVAILABLE if retryable else Reason.CA_REJECTED
+        if family is None:
+            family = Reason.TRANSIENT_ERROR if retryable else Reason.PERMANENT_ERROR
+        return family, reason
+
+
+# Adapters' and shells' own reasons, by family; the detail stays in the message.
+_FAMILIES: dict[str, Reason] = {
+    **dict.fromkeys(
+        (
+            "csr_invalid",
+            "csr_rejected",
+            "ca_refused",
+            "permission_denied",
+            "unknown_role",
+            "unsupported_key_usage",
+            "unsupported_eku",
+            "certificate_invalid",
+            "ca_expired",
+            "cfssl_rejected",
+            "cfssl_csr_rejected",
+            "cfssl_policy_violation",
+            "acme_authorization_failed",
+            "acme_order_invalid",
+            "acme_order_not_finalized",
+            "dns_rejected",
+            "dns_zone_not_found",
+            "dns_name_outside_zone",
+        ),
+        Reason.CA_REJECTED,
+    ),
+    **dict.fromkeys(
+        (
+            "auth_failed",
+            "cfssl_unauthorized",
+            "acme_account_does_not_exist",
+            "dns_unauthorized",
+            "dns_credential_unavailable",
+        ),
+        Reason.CA_AUTH_FAILED,
+    ),
+    **dict.fromkeys(
+        (
+            "ca_unreachable",
+            "cfssl_unreachable",
+            "cfssl_unavailable",
+            "cfssl_timeout",
+            "acme_unreachable",
+            "acme_unavailable",
+            "acme_timeout",
+            "acme_validation_timeout",
+            "acme_bad_nonce",
+            "approval_store_unavailable",
+            "auth_unavailable",
+            "dns_unreachable",
+            "dns_unavailable",
+            "dns_concurrent_update",
+            "throttled",
+            "pending_operation_changed",
+        ),
+        Reason.CA_UNAVAILABLE,
+    ),
+    **dict.fromkeys(
+        ("bad_ca_answer", "cfssl_bad_answer", "acme_bad_answer", "acme_protocol_error", "ari_bad_window"),
+        Reason.CA_BAD_ANSWER,
+    ),
+    **dict.fromkeys(("acme_url_refused",), Reason.CA_URL_REFUSED),
+    **dict.fromkeys(("dns_redirect_refused", "topic_redirect_refused"), Reason.CA_REDIRECT_REFUSED),
+    **dict.fromkeys(("dns_tls_untrusted",), Reason.CA_TLS_UNTRUSTED),
+    **dict.fromkeys(("pending_operation_not_mergeable",), Reason.NO_PENDING_OPERATION),
+}
+# Families of reasons an adapter made up that are not in the tables: by the prefix it uses.
+_FAMILY_PREFIXES = ("acme_", "cfssl_", "dns_", "vault_", "ejbca_", "est_", "adcs_", "ca_")
 
 _logger = logging.getLogger(__name__)
 _BARE_VALUE = re.compile(r'^[^\s"=\\]+$')
@@ -79,6 +236,13 @@ class Outcome:
     deliveries: tuple[Delivery, ...] = ()
     retryable: bool = False
     renews_from: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # The set is closed here, wherever an outcome is built: an unknown reason is folded into its family.
+        reason, detail = Reason.of(self.reason, retryable=self.retryable)
+        object.__setattr__(self, "reason", reason)
+        if detail is not None:
+            object.__setattr__(self, "message", f"{self.message} ({detail})")
 
 
 def to_dict(outcome: Outcome) -> dict[str, object]:

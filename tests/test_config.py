@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from renewal.config import Settings, VaultConfig, WebhookEndpoint
 from renewal.errors import ConfigurationError
+from renewal.settings import Settings, VaultConfig, WebhookEndpoint
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 PEM_LOOKING = "-----BEGIN PRIVATE KEY-----\nTOPSECRETKEYMATERIAL\n-----END PRIVATE KEY-----"

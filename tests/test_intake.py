@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from renewal.config import VaultConfig
 from renewal.errors import PermanentError
-from renewal.intake import Ignored, RenewalRequest, parse_event
+from renewal.pure.intake import Ignored, RenewalRequest, parse_event
+from renewal.settings import VaultConfig
 
 EVENTS = Path(__file__).parent / "events"
 VAULTS = {

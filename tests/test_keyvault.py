@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+import stamina
 from azure.core.credentials import AccessToken
 from azure.keyvault.certificates import CertificateClient, CertificatePolicy, KeyCurveName, KeyType, KeyUsageType
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devstack.keyvault import KeyVaultEmulator
-from renewal.errors import PermanentError, RetryableError
-from renewal.keyvault import KeyVaultClients, StaticTokenCredential, VaultCertificates
+from renewal.errors import PermanentError, RetryableError, ThrottledError
+from renewal.shells.keyvault import (
+    THROTTLE_DELAYS,
+    THROTTLE_TIMEOUT,
+    KeyVaultClients,
+    StaticTokenCredential,
+    ThrottleWaits,
+    VaultCertificates,
+)
 from tests.fakes.redirecting import LEAK_PATH, LEAK_QUERY, LEAK_USERINFO, LoopbackServer, redirect_to, tls_files
 
 TOKEN = "shell-test-token"
@@ -26,20 +36,29 @@ def emulator(tmp_path: Path) -> Iterator[KeyVaultEmulator]:
         yield emu
 
 
-class Sleeps(list[float]):
-    """Records the waits asked for instead of waiting."""
+@pytest.fixture(autouse=True)
+def no_waits() -> Iterator[None]:
+    """stamina's test mode: no waits between attempts, and (capped at 100) the shell's own attempt counts."""
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
 
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
-
-def _clients(emulator: KeyVaultEmulator, sleep: Sleeps | None = None) -> KeyVaultClients:
+def _clients(emulator: KeyVaultEmulator, *, retry_total: int = 4) -> KeyVaultClients:
+    # retry_total=0 keeps azure-core from retrying (and really sleeping on) a 429 that carries Retry-After.
     return KeyVaultClients(
         credential=StaticTokenCredential(TOKEN),
         connection_verify=str(emulator.ca_pem_path),
+        retry_total=retry_total,
         retry_backoff_factor=0.01,
-        sleep=sleep if sleep is not None else Sleeps(),
     )
+
+
+def _vault_with_db(emulator: KeyVaultEmulator, *, retry_total: int = 4) -> VaultCertificates:
+    """kv1 holding certificate ``db`` with no operation pending, so the next create begins a new version."""
+    sdk = emulator.certificate_client("kv1")
+    sdk.begin_create_certificate("db", _ec_policy()).result()
+    sdk.delete_certificate_operation("db")
+    return _clients(emulator, retry_total=retry_total).vault(emulator.url("kv1"))
 
 
 def _ec_policy() -> CertificatePolicy:
@@ -79,7 +98,7 @@ def test_new_version_carries_the_policy_over_with_issuer_unknown(emulator: KeyVa
     vault = _clients(emulator).vault(emulator.url("kv1"))
 
     snapshot = vault.read("db")
-    pending = vault.begin_version(snapshot, tags={"renewal-ca": "corp"})
+    pending = vault.create_version(snapshot, tags={"renewal-ca": "corp"})
 
     csr = x509.load_der_x509_csr(pending.csr_der)
     key = csr.public_key()
@@ -106,48 +125,125 @@ def test_create_while_pending_resumes_the_operation(emulator: KeyVaultEmulator) 
     vault = _clients(emulator).vault(emulator.url("kv1"))
     snapshot = vault.read("db")
 
-    pending = vault.begin_version(snapshot, tags={})
+    pending = vault.create_version(snapshot, tags={})
 
     assert pending.resumed
     assert pending.csr_der == bytes(operation.csr)
     assert emulator.request_log.statuses(vault="kv1", operation="create") == [202, 409]
 
 
+def test_throttle_waits_are_short_and_steady() -> None:
+    """Throttled calls wait 1, 1, 1, then 2 s, 15 s over nine retries: Key Vault counts 10-second windows and not
+    the 429s, so steady waits take a slot soon after one frees (exponential ones sleep through whole windows)."""
+    waits = ThrottleWaits()
+    assert [waits(ThrottledError("429")) for _ in THROTTLE_DELAYS] == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    assert sum(THROTTLE_DELAYS) == 15.0
+    assert THROTTLE_TIMEOUT < 300, "well under host.json's functionTimeout (5 minutes)"
+
+
+def test_a_longer_retry_after_wins_over_the_steady_wait() -> None:
+    """Key Vault's Retry-After is the wait when it is longer than the schedule's, and changes nothing when shorter."""
+    waits = ThrottleWaits((1.0, 2.0))
+    assert waits(ThrottledError("429", retry_after=5.0)) == 5.0
+    assert waits(ThrottledError("429", retry_after=0.5)) == 2.0
+    assert waits(ThrottledError("429", retry_after=0.0)) == 2.0, "the last wait repeats"
+
+
+def test_only_throttling_is_retried_by_the_shell() -> None:
+    """Outages, permanent errors and a Retry-After beyond the budget are not retried here; the journal takes them."""
+    waits = ThrottleWaits()
+    assert waits(RetryableError("503", reason="keyvault_unavailable", retry_after=1.0)) is False
+    assert waits(PermanentError("403", reason="keyvault_access_denied")) is False
+    assert waits(ValueError("garbled")) is False
+    assert waits(ThrottledError("429", retry_after=THROTTLE_TIMEOUT + 1)) is False
+    assert waits(ThrottledError("429")) == 1.0, "declined errors do not use up the schedule"
+
+
 def test_throttled_create_is_retried_on_key_vaults_schedule(emulator: KeyVaultEmulator) -> None:
-    """A POST 429 without Retry-After, which the SDK does not retry, is retried on the shell's short schedule."""
-    sdk = emulator.certificate_client("kv1")
-    sdk.begin_create_certificate("db", _ec_policy()).result()
-    sdk.delete_certificate_operation("db")
-    sleeps = Sleeps()
-    vault = _clients(emulator, sleeps).vault(emulator.url("kv1"))
+    """A POST 429 without Retry-After, which the SDK does not retry, is retried by the shell until admitted."""
+    vault = _vault_with_db(emulator)
     snapshot = vault.read("db")
     emulator.faults.script("create", 429, vault="kv1", count=2)
 
-    vault.begin_version(snapshot, tags={})
+    pending = vault.create_version(snapshot, tags={})
 
-    assert sleeps == [1.0, 1.0]
+    assert not pending.resumed
     assert emulator.request_log.statuses(vault="kv1", operation="create")[-3:] == [429, 429, 202]
+
+
+def test_throttling_gives_up_after_ten_attempts(emulator: KeyVaultEmulator) -> None:
+    """A create throttled on every attempt is tried ten times (nine retries), then raised as a ThrottledError."""
+    vault = _vault_with_db(emulator)
+    snapshot = vault.read("db")
+    emulator.request_log.clear()
+    emulator.faults.script("create", 429, vault="kv1", count=13)
+
+    with pytest.raises(ThrottledError) as caught:
+        vault.create_version(snapshot, tags={})
+
+    assert caught.value.reason == "keyvault_throttled"
+    assert emulator.request_log.statuses(vault="kv1", operation="create") == [429] * 10
+    assert emulator.faults.pending(operation="create") == 3
 
 
 def test_throttling_that_outlasts_the_budget_is_a_retryable_error(emulator: KeyVaultEmulator) -> None:
     """When every attempt is throttled the shell gives up with a RetryableError, after a bounded number of tries."""
-    sdk = emulator.certificate_client("kv1")
-    sdk.begin_create_certificate("db", _ec_policy()).result()
-    sdk.delete_certificate_operation("db")
-    sleeps = Sleeps()
-    vault = VaultCertificates(
-        _clients(emulator).client_for(emulator.url("kv1")), throttle_delays=(1.0, 2.0), sleep=sleeps
-    )
+    _vault_with_db(emulator)
+    vault = VaultCertificates(_clients(emulator).client_for(emulator.url("kv1")), throttle_delays=(1.0, 2.0))
     snapshot = vault.read("db")
     emulator.faults.script("create", 429, vault="kv1", count=10)
 
     with pytest.raises(RetryableError) as caught:
-        vault.begin_version(snapshot, tags={})
+        vault.create_version(snapshot, tags={})
 
     assert caught.value.reason == "keyvault_throttled"
-    assert sleeps == [1.0, 2.0]
     assert emulator.request_log.statuses(vault="kv1", operation="create")[-3:] == [429, 429, 429]
     assert emulator.faults.pending(operation="create") == 7
+
+
+def test_retry_after_seconds_reach_the_error(emulator: KeyVaultEmulator) -> None:
+    """Key Vault's Retry-After in seconds is retried within the budget and carried by the last ThrottledError."""
+    vault = _vault_with_db(emulator, retry_total=0)
+    snapshot = vault.read("db")
+    emulator.request_log.clear()
+    emulator.faults.script("create", 429, vault="kv1", count=12, retry_after=7)
+
+    with pytest.raises(ThrottledError) as caught:
+        vault.create_version(snapshot, tags={})
+
+    assert caught.value.retry_after == 7.0
+    assert emulator.request_log.statuses(vault="kv1", operation="create") == [429] * 10
+
+
+def test_a_retry_after_date_beyond_the_budget_is_left_to_the_journal(emulator: KeyVaultEmulator) -> None:
+    """A Retry-After HTTP-date ten minutes ahead is not slept through: one attempt, and the error carries the wait."""
+    vault = _vault_with_db(emulator, retry_total=0)
+    snapshot = vault.read("db")
+    emulator.request_log.clear()
+    later = format_datetime(datetime.now(UTC) + timedelta(minutes=10), usegmt=True)
+    emulator.faults.script("create", 429, vault="kv1", count=3, retry_after=later)
+
+    with pytest.raises(ThrottledError) as caught:
+        vault.create_version(snapshot, tags={})
+
+    assert caught.value.retry_after is not None
+    assert 570 <= caught.value.retry_after <= 600
+    assert emulator.request_log.statuses(vault="kv1", operation="create") == [429]
+
+
+def test_an_outage_is_not_retried_by_the_throttle_policy(emulator: KeyVaultEmulator) -> None:
+    """A 503 past the SDK's own retries is raised at once as keyvault_unavailable, not retried as throttling."""
+    vault = _vault_with_db(emulator, retry_total=0)
+    snapshot = vault.read("db")
+    emulator.request_log.clear()
+    emulator.faults.script("create", 503, vault="kv1", count=3)
+
+    with pytest.raises(RetryableError) as caught:
+        vault.create_version(snapshot, tags={})
+
+    assert not isinstance(caught.value, ThrottledError)
+    assert caught.value.reason == "keyvault_unavailable"
+    assert emulator.request_log.statuses(vault="kv1", operation="create") == [503]
 
 
 def test_missing_certificate_is_a_permanent_error(emulator: KeyVaultEmulator) -> None:
@@ -158,7 +254,7 @@ def test_missing_certificate_is_a_permanent_error(emulator: KeyVaultEmulator) ->
     assert caught.value.reason == "certificate_not_found"
 
 
-# Credentials never leave their host (DESIGN §4): the token goes only to the vault's own, verified host.
+# Credentials never leave their host (docs/architecture.md §6): the token goes only to the vault's own, verified host.
 
 
 class RecordingCredential:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from renewal.outcome import Delivery, Outcome, log_line, log_outcome, metric_labels, to_dict
+from renewal.outcome import Delivery, Outcome, Reason, log_line, log_outcome, metric_labels, to_dict
 
 OK = Delivery(endpoint="deploy", webhook_id="msg_1", delivered=True, attempts=1, status_code=204, error=None)
 DOWN = Delivery(endpoint="audit", webhook_id="msg_1", delivered=False, attempts=3, status_code=None, error="timed out")
@@ -45,7 +45,7 @@ def test_log_line_leaves_out_unknown_values() -> None:
 
 def test_log_line_stays_one_line_and_escapes_quotes() -> None:
     """Newlines and quotes in a message cannot break the line or forge a key."""
-    line = log_line(Outcome(status="failed", reason="x", message='bad\nline " vault=evil'))
+    line = log_line(Outcome(status="failed", reason="ca_rejected", message='bad\nline " vault=evil'))
     assert "\n" not in line
     assert line.endswith('message="bad\\nline \\" vault=evil"')
 
@@ -93,3 +93,22 @@ def test_metric_labels_are_low_cardinality_strings() -> None:
         "ca_profile": "corp",
         "trigger": "event_grid",
     }
+
+
+def test_every_outcome_reason_is_in_the_closed_set() -> None:
+    """An adapter's own reason becomes its family's, and the detail moves into the message."""
+    outcome = Outcome(
+        status="failed", reason="acme_validation_timeout", message="the CA did not validate", retryable=True
+    )
+    assert outcome.reason == Reason.CA_UNAVAILABLE
+    assert outcome.message == "the CA did not validate (acme_validation_timeout)"
+    assert Outcome(status="failed", reason="cfssl_policy_violation", message="m").reason == Reason.CA_REJECTED
+    assert Outcome(status="failed", reason="vault_made_this_up", message="m").reason == Reason.CA_REJECTED
+    assert Outcome(status="failed", reason="something_else", message="m", retryable=True).reason == "transient_error"
+
+
+def test_a_reason_already_in_the_set_is_kept_with_its_message() -> None:
+    """Known reasons pass through unchanged."""
+    outcome = Outcome(status="skipped", reason="not_due", message="later")
+    assert (outcome.reason, outcome.message) == (Reason.NOT_DUE, "later")
+    assert json.loads(json.dumps(to_dict(outcome)))["reason"] == "not_due"

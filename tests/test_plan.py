@@ -10,9 +10,9 @@ import pytest
 
 from renewal.ca import CAProfile
 from renewal.errors import PermanentError
-from renewal.intake import RenewalRequest
-from renewal.plan import CertificateState, Plan, Renew, Resume, Skip, decide
-from renewal.window import WindowRule
+from renewal.pure.intake import RenewalRequest
+from renewal.pure.plan import CertificateState, Plan, Renew, Resume, Skip, decide
+from renewal.pure.window import WindowRule
 
 EXP = datetime(2026, 12, 1, tzinfo=UTC)
 CORP = CAProfile(name="corp", adapter="local")

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from renewal.redact import REDACTED, SecretScrubber, host_of, scrub
+from renewal._shared.urls import host_of
+from renewal.pure.redact import REDACTED, SecretScrubber, scrub
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----"
 
@@ -60,7 +61,7 @@ def test_text_is_bounded() -> None:
 def test_host_of_shows_the_host_only() -> None:
     """A URL in a message keeps its host and loses its userinfo, path and query."""
     assert host_of("https://user:pw@ca.corp.example:8443/v1/sign?token=x") == "ca.corp.example"
-    assert host_of("not a url") == "?"
+    assert host_of("not a url") == "an unreadable host"
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""Verify: a CA's answer merges only if it is exactly what was asked, from the expected CA (DESIGN §1 step 5).
+"""Verify: a CA's answer merges only if it is exactly what was asked, from the expected CA (docs/verification.md).
 
-Also the trust anchors a profile configures (``renewal.anchors``), which verification takes as input.
+Also the trust anchors a profile configures (``renewal.ca.anchors``), which verification takes as input.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devstack.localca import create_local_ca
-from renewal.anchors import TRUST_ANCHOR_OPTIONS, trust_anchors_for
 from renewal.ca import CAProfile, Issued, adapter_for
-from renewal.ca._tls_client import COMMON_OPTIONS, ProfileOptions
+from renewal.ca._options import COMMON_OPTIONS, parse_options
+from renewal.ca.anchors import TRUST_ANCHOR_PATH, TRUST_ANCHOR_SETTING, trust_anchors_for
 from renewal.errors import ConfigurationError, VerificationError
-from renewal.verify import verify_issued
+from renewal.pure.verify import verify_issued
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SANS: list[x509.GeneralName] = [
@@ -605,7 +605,7 @@ def test_hostile_names_are_clipped_and_escaped_in_messages() -> None:
     assert "a" * 100 not in error.message
 
 
-# --- trust anchors from configuration (renewal.anchors) -----------------------------------------------------------
+# --- trust anchors from configuration (renewal.ca.anchors) -----------------------------------------------------------
 
 
 def profile(**options: object) -> CAProfile:
@@ -667,10 +667,15 @@ def test_anchor_that_is_not_a_ca_is_refused(tmp_path: Path) -> None:
         trust_anchors_for(profile(trust_anchor_path=str(path)), {})
 
 
-def test_adapters_reading_options_through_profile_options_accept_the_anchor_options() -> None:
-    """ProfileOptions always allows the common anchor options, which are the ones renewal.anchors reads."""
-    assert COMMON_OPTIONS == TRUST_ANCHOR_OPTIONS
-    ProfileOptions(profile(trust_anchor_path="a.pem", trust_anchor_setting="A"), frozenset())
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoOptions:
+    """An adapter's options class declaring nothing of its own."""
+
+
+def test_adapters_reading_options_through_parse_options_accept_the_anchor_options() -> None:
+    """parse_options always allows the common anchor options, which are the ones renewal.ca.anchors reads."""
+    assert {TRUST_ANCHOR_PATH, TRUST_ANCHOR_SETTING} == COMMON_OPTIONS
+    parse_options(NoOptions, profile(trust_anchor_path="a.pem", trust_anchor_setting="A"), {})
 
 
 @pytest.mark.parametrize(

@@ -12,18 +12,20 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from devstack.webhook_sink import WebhookSink
+from devstack.webhook_sink import STRUCTURED_CLOUDEVENT, WebhookSink
 
 SECRET = "whsec_" + base64.b64encode(b"q" * 32).decode()
 
 
-def signed_headers(body: str, *, secret: str = SECRET, msg_id: str = "msg_x") -> dict[str, str]:
+def signed_headers(
+    body: str, *, secret: str = SECRET, msg_id: str = "msg_x", content_type: str = STRUCTURED_CLOUDEVENT
+) -> dict[str, str]:
     now = datetime.now(UTC)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Webhook(secret).sign(msg_id, now, body),
-        "content-type": "application/json",
+        "content-type": content_type,
     }
 
 
@@ -53,7 +55,7 @@ def test_signed_request_is_verified_and_recorded(sink: WebhookSink) -> None:
     [
         signed_headers("{}", secret="whsec_" + base64.b64encode(b"z" * 32).decode()),
         signed_headers('{"other": 1}'),
-        {"content-type": "application/json"},
+        {"content-type": STRUCTURED_CLOUDEVENT},
     ],
     ids=["wrong-secret", "body-changed", "unsigned"],
 )
@@ -62,6 +64,26 @@ def test_unverifiable_request_is_answered_401(sink: WebhookSink, headers: dict[s
     response = requests.post(sink.url, data="{}", headers=headers, timeout=5)
     assert response.status_code == 401
     assert [d.verified for d in sink.deliveries] == [False]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/cloudevents+json", "Application/CloudEvents+JSON; charset=utf-8"]
+)
+def test_structured_cloudevents_are_accepted(sink: WebhookSink, content_type: str) -> None:
+    """application/cloudevents+json, in any case and with parameters, is what the sink accepts (HTTP binding §3.2.1)."""
+    body = '{"specversion": "1.0"}'
+    response = requests.post(sink.url, data=body, headers=signed_headers(body, content_type=content_type), timeout=5)
+    assert response.status_code == 204
+    assert sink.deliveries[0].headers["content-type"] == content_type
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/cloudevents-batch+json", ""])
+def test_other_media_types_are_answered_415(sink: WebhookSink, content_type: str) -> None:
+    """A verified request that is not a structured CloudEvent is answered 415, and recorded as verified."""
+    body = '{"specversion": "1.0"}'
+    response = requests.post(sink.url, data=body, headers=signed_headers(body, content_type=content_type), timeout=5)
+    assert response.status_code == 415
+    assert [(d.verified, d.status) for d in sink.deliveries] == [(True, 415)]
 
 
 def test_fail_next_answers_scripted_statuses_then_recovers(sink: WebhookSink) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from renewal.errors import PermanentError
-from renewal.window import renewal_window_start
+from renewal.pure.window import renewal_window_start
 
 NBF = datetime(2026, 1, 1, tzinfo=UTC)
 EXP = NBF + timedelta(days=90)

@@ -1,6 +1,6 @@
 // Alerts on the app's own telemetry: renewals that ended `failed` (the one summary line per renewal,
 // "renewal outcome=failed ...", renewal/outcome.py) and outbox deliveries that were dead-lettered
-// ("delivery dead-lettered ...", renewal/deliveries.py).
+// ("delivery dead-lettered ...", renewal/flow/deliveries.py).
 // Dead-lettered and dropped Event Grid deliveries are alerted per vault subscription (vault.bicep).
 param location string
 param tags object

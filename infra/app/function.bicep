@@ -38,7 +38,7 @@ param renewalSettings object
 @description('App setting name -> Key Vault secret URI; each becomes a Key Vault reference resolved with the app identity.')
 param secretSettings object = {}
 
-// Identity-based AzureWebJobsStorage: the host uses the blob and queue URIs, the journal (renewal/journal.py) the
+// Identity-based AzureWebJobsStorage: the host uses the blob and queue URIs, the journal (renewal/shells/journal.py) the
 // table URI; all three come from the account, not from a DNS suffix assumed here.
 var hostSettings = {
   AzureWebJobsStorage__accountName: storageAccountName

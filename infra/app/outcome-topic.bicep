@@ -1,5 +1,5 @@
 // The Event Grid custom topic the app publishes renewal outcomes to (optional): created here, or an existing one the
-// user brings, in its own resource group. The app publishes CloudEvents 1.0 (renewal/topic.py), which a topic accepts
+// user brings, in its own resource group. The app publishes CloudEvents 1.0 (renewal/shells/topic.py), which a topic accepts
 // only with inputSchema CloudEventSchemaV1_0: a topic left at the default (EventGridSchema) rejects every event. A
 // topic's input schema is fixed when it is created, so a topic brought along must have been created with it
 // (docs/deploy.md, "Outcome events").

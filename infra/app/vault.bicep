@@ -17,7 +17,7 @@ param nameToken string
 param functionAppId string
 @description('Create the event subscription. It needs the function deployed (Event Grid checks it exists), so the first provision runs with false.')
 param subscribeEvents bool = true
-@description('The schema Event Grid delivers the events in; the app reads both (renewal/app.py, renewal/intake.py).')
+@description('The schema Event Grid delivers the events in; the app reads both (renewal/flow/entry.py, renewal/pure/intake.py).')
 @allowed([
   'EventGridSchema'
   'CloudEventSchemaV1_0'

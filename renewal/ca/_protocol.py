@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["CAAdapter", "CAProfile", "Issued", "Pending", "RenewalInfoSource", "ReplacingCAAdapter", "SigningRequest"]
+__all__ = [
+    "CAAdapter",
+    "CAProfile",
+    "DeferringCAAdapter",
+    "Issued",
+    "Pending",
+    "RenewalInfoSource",
+    "ReplacingCAAdapter",
+    "SigningRequest",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +84,22 @@ class Pending:
 
 @runtime_checkable
 class CAAdapter(Protocol):
-    """Submit a CSR, or poll a request the CA deferred.
+    """Submit a CSR: the CA issues, or (an adapter that is also a ``DeferringCAAdapter``) defers.
 
-    Both methods raise ``RetryableError`` for failures that may pass (outage, timeout, 5xx, rate limit)
-    and ``PermanentError`` for the rest (rejected CSR, denied, unknown profile). Nothing vendor-specific
-    escapes an adapter.
+    ``submit`` raises ``RetryableError`` for failures that may pass (outage, timeout, 5xx, rate limit) and
+    ``PermanentError`` for the rest (rejected CSR, denied, unknown profile). Nothing vendor-specific escapes an
+    adapter.
     """
 
     def submit(self, request: SigningRequest) -> Issued | Pending: ...
+
+
+@runtime_checkable
+class DeferringCAAdapter(Protocol):
+    """An adapter whose CA can hold a request (approval, slow issuance) and answer it later, when polled.
+
+    Only such an adapter may answer ``Pending``; the flow asks for this capability by type.
+    """
 
     def poll(self, reference: str) -> Issued | Pending: ...
 

@@ -19,8 +19,9 @@ option                       type      default     meaning
                                                    CA hands it out); goes with ``eab_kid``
 ``dns_provider``             string    required    ``azure`` (Azure DNS, public or private zone) or ``challtestsrv``
 ``dns_options``              object    ``{}``      the provider's options: see ``renewal.dns.azure`` and
-                                                   ``renewal.dns.challtestsrv``
+                                                   ``devstack.challtestsrv_dns``
 ``ca_bundle_path``           string    (none)      PEM file of CAs to trust for the ACME server's TLS (a private CA)
+``ca_bundle_setting``        string    (none)      app setting holding that PEM, instead of the file
 ``allowed_hosts``            list      ``[]``      host names, besides the directory's own, that the directory and
                                                    orders may send us to (a CA serving parts of ACME elsewhere)
 ``propagation_seconds``      number    0           wait after publishing the TXT records before answering challenges
@@ -75,9 +76,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -95,13 +95,24 @@ from josepy.jwa import ES256, ES384, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 from requests.adapters import HTTPAdapter
 
+from renewal._shared.http import redirect_refused, retry_after_seconds, tls_untrusted, tls_verification_failed
+from renewal._shared.urls import host_of, is_loopback_host
+from renewal.ca._options import (
+    CaBundleOptions,
+    HostNames,
+    HttpsUrl,
+    SecretSetting,
+    between,
+    parse_options,
+    profile_problem,
+    tls_verify,
+    together,
+)
 from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
-from renewal.ca._tls_client import host_of, redirect_refused, tls_untrusted, tls_verification_failed
-from renewal.config import is_loopback_host, resolve_secret_setting, url_problem
 from renewal.dns import DnsProvider, dns_provider_for
 from renewal.errors import ConfigurationError, PermanentError, RenewalError, RetryableError
 
-__all__ = ["AccountKey", "AcmeCA", "ari_certificate_id"]
+__all__ = ["AccountKey", "AcmeCA", "AcmeOptions", "ari_certificate_id"]
 
 AccountKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -110,26 +121,6 @@ _log = logging.getLogger(__name__)
 logging.getLogger("acme.client").setLevel(logging.INFO)
 
 _PROFILES_SETTING = "RENEWAL_CA_PROFILES"
-_OPTIONS = frozenset(
-    {
-        "directory_url",
-        "account_key_setting",
-        "account_key_store_path",
-        "contact_email",
-        "eab_kid",
-        "eab_hmac_key_setting",
-        "dns_provider",
-        "dns_options",
-        "ca_bundle_path",
-        "allowed_hosts",
-        "propagation_seconds",
-        "poll_timeout_seconds",
-        "issuance_wait_seconds",
-        "timeout_seconds",
-        "trust_anchor_path",
-        "trust_anchor_setting",
-    }
-)
 _USER_AGENT = "keyvault-private-ca-renewal"
 # RFC 8555 §6.7 problem types a later attempt can outlive; "dns" and "connection" are failed lookups or
 # connections during validation (§8), which a new order may pass.
@@ -137,7 +128,7 @@ _RETRYABLE_PROBLEMS = frozenset({"rateLimited", "serverInternal", "badNonce", "d
 _DEFAULT_PENDING_RETRY = 10.0
 # The directory's URL fields (RFC 8555 §7.1.1, RFC 9773 §4.1); "meta" holds only links for humans.
 _DIRECTORY_URLS = ("newNonce", "newAccount", "newOrder", "newAuthz", "revokeCert", "keyChange", "renewalInfo")
-_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|[0-9a-f:]{2,39}")
+_UP_TO_10_MINUTES = between(0, 600)
 
 
 def ari_certificate_id(certificate_pem: str) -> str | None:
@@ -178,7 +169,7 @@ class _LastResponse:
 
     def record(self, response: requests.Response, *args: object, **kwargs: object) -> requests.Response:
         self.status = response.status_code
-        self.retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+        self.retry_after = retry_after_seconds(response)
         return response
 
 
@@ -264,6 +255,29 @@ class _NewOrder(messages.NewOrder):
     replaces: str | None = json_field("replaces", omitempty=True)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcmeOptions(CaBundleOptions):
+    """An ``acme`` profile's options (the table above); ``dns_options`` are the DNS provider's to read."""
+
+    directory_url: HttpsUrl
+    account_key_setting: SecretSetting | None = None
+    account_key_store_path: Path | None = None
+    contact_email: str | None = None
+    eab_kid: str | None = None
+    eab_hmac_key_setting: SecretSetting | None = None
+    dns_provider: str
+    dns_options: Mapping[str, object] = field(default_factory=dict)
+    allowed_hosts: HostNames = ()
+    propagation_seconds: Annotated[float, _UP_TO_10_MINUTES] = 0.0
+    poll_timeout_seconds: Annotated[float, _UP_TO_10_MINUTES] = 60.0
+    issuance_wait_seconds: Annotated[float, _UP_TO_10_MINUTES] = 30.0
+    timeout_seconds: Annotated[float, between(0, 300)] = 30.0
+
+    def __post_init__(self) -> None:
+        CaBundleOptions.__post_init__(self)
+        together(self, "eab_kid", "eab_hmac_key_setting")
+
+
 class AcmeCA:
     """A CA adapter for ACME servers, with dns-01 challenges through a ``DnsProvider``."""
 
@@ -315,92 +329,44 @@ class AcmeCA:
             ConfigurationError: an option is unknown or malformed, a file cannot be read or written, or a secret
                 setting is missing or malformed; names ``RENEWAL_CA_PROFILES`` or the setting, never a value.
         """
-        options = profile.options
-
-        def problem(text: str) -> ConfigurationError:
-            return ConfigurationError(_PROFILES_SETTING, f"profile {profile.name!r}: {text}")
-
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise problem(f"unknown option(s) {', '.join(unknown)} for adapter acme")
-
-        def option(name: str) -> str | None:
-            value = options.get(name)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise problem(f"option {name} must be a non-empty string")
-            return value.strip() if isinstance(value, str) else None
-
-        def seconds(name: str, default: float, upper: float) -> float:
-            value = options.get(name, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= upper:
-                raise problem(f"{name} must be a number of seconds from 0 to {upper:g}")
-            return float(value)
-
-        directory_url = option("directory_url")
-        if directory_url is None:
-            raise problem("option directory_url is required")
-        fault = url_problem(directory_url)
-        if fault:
-            raise problem(f"directory_{fault}")
-
-        key_setting, store_path = option("account_key_setting"), option("account_key_store_path")
-        if key_setting is not None:
+        options = parse_options(AcmeOptions, profile, environ)
+        if options.account_key_setting is not None:
+            setting = options.account_key_setting.setting
             account_key = _account_key_from_pem(
-                _pem_setting(environ, key_setting),
-                lambda: ConfigurationError(key_setting, "is not a PEM private key (EC P-256/P-384 or RSA)"),
+                options.account_key_setting.pem(),
+                ConfigurationError(setting, "is not a PEM private key (EC P-256/P-384 or RSA)"),
             )
-        elif store_path is not None:
-            account_key = _stored_account_key(Path(store_path), problem)
+        elif options.account_key_store_path is not None:
+            account_key = _stored_account_key(profile, options.account_key_store_path)
         else:
             account_key = ec.generate_private_key(ec.SECP256R1())
-
-        eab_kid, eab_setting = option("eab_kid"), option("eab_hmac_key_setting")
         eab = None
-        if (eab_kid is None) != (eab_setting is None):
-            raise problem("eab_kid and eab_hmac_key_setting go together")
-        if eab_kid is not None and eab_setting is not None:
-            hmac_key = resolve_secret_setting(environ, eab_setting)
+        if options.eab_kid is not None and options.eab_hmac_key_setting is not None:
+            hmac_key = options.eab_hmac_key_setting
             try:
-                b64decode(hmac_key)
+                b64decode(hmac_key.value)
             except (ValueError, TypeError) as exc:
-                raise ConfigurationError(eab_setting, "must be the EAB HMAC key, base64url") from exc
-            eab = (eab_kid, hmac_key)
-
-        provider = option("dns_provider")
-        if provider is None:
-            raise problem("option dns_provider is required (azure or challtestsrv)")
-        dns_options = options.get("dns_options", {})
-        if not isinstance(dns_options, Mapping):
-            raise problem("dns_options must be a JSON object")
+                raise ConfigurationError(hmac_key.setting, "must be the EAB HMAC key, base64url") from exc
+            eab = (options.eab_kid, hmac_key.value)
         try:
-            dns = dns_provider_for(provider, dns_options, environ)
+            dns = dns_provider_for(options.dns_provider, options.dns_options, environ)
         except ConfigurationError as exc:
             if exc.setting != _PROFILES_SETTING:
                 raise
-            raise problem(exc.message.removeprefix(f"setting {_PROFILES_SETTING}: ")) from exc
-
-        bundle = option("ca_bundle_path")
-        if bundle is not None and not Path(bundle).is_file():
-            raise problem(f"ca_bundle_path {bundle!r} is not a file")
-
-        allowed_hosts = options.get("allowed_hosts", [])
-        if not isinstance(allowed_hosts, list) or not all(
-            isinstance(h, str) and _HOST_NAME.fullmatch(h.strip().lower()) for h in allowed_hosts
-        ):
-            raise problem("allowed_hosts must be a list of host names (no scheme, port or path)")
-
+            raise profile_problem(profile, exc.message.removeprefix(f"setting {_PROFILES_SETTING}: ")) from exc
+        verify = tls_verify(options)
         return cls(
-            directory_url=directory_url,
+            directory_url=options.directory_url,
             account_key=account_key,
             dns=dns,
-            contact_email=option("contact_email"),
+            contact_email=options.contact_email,
             eab=eab,
-            ca_bundle_path=bundle,
-            allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts),
-            propagation_seconds=seconds("propagation_seconds", 0, 600),
-            poll_timeout_seconds=seconds("poll_timeout_seconds", 60, 600),
-            issuance_wait_seconds=seconds("issuance_wait_seconds", 30, 600),
-            timeout_seconds=max(1.0, seconds("timeout_seconds", 30, 300)),
+            ca_bundle_path=verify if isinstance(verify, str) else None,
+            allowed_hosts=options.allowed_hosts,
+            propagation_seconds=options.propagation_seconds,
+            poll_timeout_seconds=options.poll_timeout_seconds,
+            issuance_wait_seconds=options.issuance_wait_seconds,
+            timeout_seconds=max(1.0, options.timeout_seconds),
         )
 
     def submit(self, request: SigningRequest) -> Issued | Pending:
@@ -733,19 +699,19 @@ def _jwk(key: AccountKey) -> tuple[JWK, JWASignature]:
     raise ValueError("the ACME account key must be RSA, or EC P-256 or P-384")
 
 
-def _account_key_from_pem(data: bytes, error: Callable[[], ConfigurationError]) -> AccountKey:
+def _account_key_from_pem(data: bytes, error: ConfigurationError) -> AccountKey:
     try:
         key = serialization.load_pem_private_key(data, None)
     except (ValueError, TypeError) as exc:
-        raise error() from exc
+        raise error from exc
     if isinstance(key, rsa.RSAPrivateKey):
         return key
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1 | ec.SECP384R1):
         return key
-    raise error()
+    raise error
 
 
-def _stored_account_key(path: Path, problem: Callable[[str], ConfigurationError]) -> AccountKey:
+def _stored_account_key(profile: CAProfile, path: Path) -> AccountKey:
     if not path.exists():
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(
@@ -759,35 +725,12 @@ def _stored_account_key(path: Path, problem: Callable[[str], ConfigurationError]
         except FileExistsError:
             pass  # another instance wrote it first: use theirs
         except OSError as exc:
-            raise problem(f"cannot write account_key_store_path {str(path)!r}: {exc.strerror}") from exc
+            raise profile_problem(profile, f"option account_key_store_path: cannot write it ({exc.strerror})") from exc
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise problem(f"cannot read account_key_store_path {str(path)!r}: {exc.strerror}") from exc
-    return _account_key_from_pem(data, lambda: problem(f"account_key_store_path {str(path)!r} holds no usable key"))
-
-
-def _pem_setting(environ: Mapping[str, str], setting: str) -> bytes:
-    value = resolve_secret_setting(environ, setting)
-    # App settings are often entered on one line with literal "\n" escapes.
-    if "\n" not in value and "\\n" in value:
-        value = value.replace("\\n", "\n")
-    return value.encode("ascii", errors="replace")
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    # RFC 9110 §10.2.3: Retry-After is delay-seconds or an HTTP-date.
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (_utc(moment) - datetime.now(UTC)).total_seconds())
+        raise profile_problem(profile, f"option account_key_store_path: cannot read it ({exc.strerror})") from exc
+    return _account_key_from_pem(data, profile_problem(profile, "option account_key_store_path: holds no usable key"))
 
 
 def _utc(moment: datetime) -> datetime:

@@ -2,20 +2,21 @@
 
 Profile options (``RENEWAL_CA_PROFILES``, adapter ``adcs``):
 
-====================  ======  ============  ==================================================================
-option                type    default       meaning
-====================  ======  ============  ==================================================================
-``url``               string  (required)    the web enrollment server, ``https://ca.corp.example`` (``/certsrv``
-                                            is added)
-``template``          string  (required)    the certificate template's name (not its display name), e.g.
-                                            ``WebServer``
-``auth``              string  (required)    ``basic`` (HTTP Basic, over HTTPS) or ``ntlm``
-``username``          string  (required)    the enrolling account, ``CORP\\svc-renewal`` or
-                                            ``svc-renewal@corp.example``
-``password_setting``  string  (required)    app setting holding that account's password
-``ca_bundle_path``    string  system trust  PEM file of the CA that signed the IIS server's TLS certificate
-``timeout``           number  ``30``        seconds per HTTP request
-====================  ======  ============  ==================================================================
+=====================  ======  ============  ==================================================================
+option                 type    default       meaning
+=====================  ======  ============  ==================================================================
+``url``                string  (required)    the web enrollment server, ``https://ca.corp.example`` (``/certsrv``
+                                             is added)
+``template``           string  (required)    the certificate template's name (not its display name), e.g.
+                                             ``WebServer``
+``auth``               string  (required)    ``basic`` (HTTP Basic, over HTTPS) or ``ntlm``
+``username``           string  (required)    the enrolling account, ``CORP\\svc-renewal`` or
+                                             ``svc-renewal@corp.example``
+``password_setting``   string  (required)    app setting holding that account's password
+``ca_bundle_path``     string  system trust  PEM file of the CA that signed the IIS server's TLS certificate
+``ca_bundle_setting``  string  none          app setting holding that PEM, instead of the file
+``timeout``            number  ``30``        seconds per HTTP request
+=====================  ======  ============  ==================================================================
 
 Example::
 
@@ -38,6 +39,8 @@ import binascii
 import html
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated
 
 import requests
 from cryptography import x509
@@ -45,14 +48,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from renewal._shared.http import DEFAULT_TIMEOUT, new_session, send
+from renewal._shared.pem import order_chain, pem
+from renewal.ca._options import CaBundleOptions, Check, HttpsUrl, Seconds, SecretSetting, parse_options, tls_verify
 from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
-from renewal.ca._tls_client import DEFAULT_TIMEOUT, ProfileOptions, new_session, order_chain, pem, send
-from renewal.config import resolve_secret_setting
 from renewal.errors import PermanentError, RetryableError
 
-__all__ = ["AdcsCA"]
+__all__ = ["AdcsCA", "AdcsOptions"]
 
-_OPTIONS = frozenset({"url", "template", "auth", "username", "password_setting", "ca_bundle_path", "timeout"})
+# The template is sent as the CertAttrib line "CertificateTemplate:<name>": a line break would add attributes.
+_TEMPLATE_NAME = Check(lambda name: not re.search(r"[\r\n:]", name), "a template name without ':' or line breaks")
+_AUTH_METHOD = Check(
+    lambda method: method in ("basic", "ntlm"), "'basic' or 'ntlm' (Kerberos: see the adcs adapter docs)", str.lower
+)
 # certsrv's pages, as certfnsh.asp and certnew.cer render them.
 _ISSUED_LINK = re.compile(r"certnew\.cer\?ReqID=(\d+)", re.IGNORECASE)
 _REQUEST_ID = re.compile(r"Your Request Id is (\d+)", re.IGNORECASE)
@@ -62,6 +70,18 @@ _TAGS = re.compile(r"<[^>]+>")
 _REFERENCE = re.compile(r"^\d{1,10}$")
 # CR_DISP_UNDER_SUBMISSION's text, shown by certnew.cer for a request still waiting for a certificate manager.
 _UNDER_SUBMISSION = "taken under submission"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdcsOptions(CaBundleOptions):
+    """An ``adcs`` profile's options (the table above)."""
+
+    url: HttpsUrl
+    template: Annotated[str, _TEMPLATE_NAME]
+    auth: Annotated[str, _AUTH_METHOD]
+    username: str
+    password_setting: SecretSetting
+    timeout: Seconds = DEFAULT_TIMEOUT
 
 
 class AdcsCA:
@@ -94,31 +114,20 @@ class AdcsCA:
             ConfigurationError: an option is unknown, missing or malformed, or the password setting is empty
                 (names the profile and option, or the setting; never the password).
         """
-        options = ProfileOptions(profile, _OPTIONS)
-        url = options.url()
-        template = options.required("template")
-        if re.search(r"[\r\n:]", template):
-            raise options.problem("option template must be a template name without ':' or line breaks")
-        method = options.required("auth").lower()
-        username = options.required("username")
-        password = resolve_secret_setting(environ, options.required("password_setting"))
+        options = parse_options(AdcsOptions, profile, environ)
+        password = options.password_setting.value
         auth: AuthBase
-        if method == "basic":
-            auth = HTTPBasicAuth(username, password)
-        elif method == "ntlm":
+        if options.auth == "basic":
+            auth = HTTPBasicAuth(options.username, password)
+        else:
             # Imported here: only NTLM profiles need requests-ntlm (and pyspnego).
             from requests_ntlm import HttpNtlmAuth
 
-            auth = HttpNtlmAuth(username, password)
-        else:
-            raise options.problem("option auth must be 'basic' or 'ntlm' (Kerberos: see the adcs adapter docs)")
+            auth = HttpNtlmAuth(options.username, password)
         return cls(
-            url=url,
-            template=template,
-            auth=auth,
-            verify=options.verify(),
-            timeout=options.number("timeout", DEFAULT_TIMEOUT),
-        )
+            url=options.url.rstrip("/"), template=options.template, auth=auth, verify=tls_verify(options),
+            timeout=options.timeout,
+        )  # fmt: skip
 
     def submit(self, request: SigningRequest) -> Issued | Pending:
         """Submit ``request``'s CSR through ``certfnsh.asp``; ``Pending`` when the template needs approval.

@@ -14,6 +14,7 @@ option                  type       default   meaning
 ``chain_path``          string     (none)    PEM file with the issuing chain, nearest issuer first; without it
                                              the chain is the signer's certificate from ``/api/v1/cfssl/info``
 ``ca_bundle_path``      string     (none)    PEM file of CAs to trust for the server's TLS (a private CA)
+``ca_bundle_setting``   string     (none)    app setting holding that PEM, instead of the file
 ``timeout_seconds``     number     30        timeout of each HTTP request
 ======================  =========  ========  ==============================================================
 
@@ -36,35 +37,50 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Annotated
 
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from renewal._shared.http import (
+    new_session,
+    redirect_refused,
+    retry_after_seconds,
+    tls_untrusted,
+    tls_verification_failed,
+)
+from renewal.ca._options import (
+    CaBundleOptions,
+    ExistingFile,
+    HttpsUrl,
+    SecretSetting,
+    between,
+    parse_options,
+    read_certificates,
+    tls_verify,
+)
 from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
-from renewal.ca._tls_client import new_session, redirect_refused, tls_untrusted, tls_verification_failed
-from renewal.config import resolve_secret_setting, url_problem
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 
-__all__ = ["CfsslCA"]
+__all__ = ["CfsslCA", "CfsslOptions"]
 
 _PROFILES_SETTING = "RENEWAL_CA_PROFILES"
-_OPTIONS = frozenset(
-    {
-        "url",
-        "profile",
-        "label",
-        "auth_key_setting",
-        "chain_path",
-        "ca_bundle_path",
-        "timeout_seconds",
-        "trust_anchor_path",
-        "trust_anchor_setting",
-    }
-)
 _API = "/api/v1/cfssl/"
 _USER_AGENT = "keyvault-private-ca-renewal"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CfsslOptions(CaBundleOptions):
+    """A ``cfssl`` profile's options (the table above)."""
+
+    url: HttpsUrl
+    profile: str | None = None
+    label: str | None = None
+    auth_key_setting: SecretSetting | None = None
+    chain_path: ExistingFile | None = None
+    timeout_seconds: Annotated[float, between(0, 300, low_ok=False)] = 30.0
 
 
 class CfsslCA:
@@ -103,63 +119,26 @@ class CfsslCA:
             ConfigurationError: an option is unknown or malformed, a file cannot be read, or the auth key setting
                 is missing or not hex; names ``RENEWAL_CA_PROFILES`` or the app setting, never a secret value.
         """
-        options = profile.options
-
-        def problem(text: str) -> ConfigurationError:
-            return ConfigurationError(_PROFILES_SETTING, f"profile {profile.name!r}: {text}")
-
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise problem(f"unknown option(s) {', '.join(unknown)} for adapter cfssl")
-
-        def option(name: str) -> str | None:
-            value = options.get(name)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise problem(f"option {name} must be a non-empty string")
-            return value.strip() if isinstance(value, str) else None
-
-        url = option("url")
-        if url is None:
-            raise problem("option url is required")
-        url_fault = url_problem(url)
-        if url_fault:
-            raise problem(url_fault)
-
+        options = parse_options(CfsslOptions, profile, environ)
         auth_key = None
-        auth_key_setting = option("auth_key_setting")
-        if auth_key_setting is not None:
+        if options.auth_key_setting is not None:
             try:
-                auth_key = bytes.fromhex(resolve_secret_setting(environ, auth_key_setting))
+                auth_key = bytes.fromhex(options.auth_key_setting.value)
             except ValueError as exc:
-                raise ConfigurationError(auth_key_setting, "must be the CFSSL auth key in hex") from exc
-
+                raise ConfigurationError(options.auth_key_setting.setting, "must be the CFSSL auth key in hex") from exc
         chain = None
-        chain_path = option("chain_path")
-        if chain_path is not None:
-            try:
-                certificates = x509.load_pem_x509_certificates(Path(chain_path).read_bytes())
-            except OSError as exc:
-                raise problem(f"cannot read chain_path {chain_path!r}: {exc.strerror}") from exc
-            except ValueError as exc:
-                raise problem(f"chain_path {chain_path!r} is not a PEM certificate file") from exc
+        if options.chain_path is not None:
+            certificates = read_certificates(profile, "chain_path", options.chain_path)
             chain = tuple(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certificates)
-
-        bundle = option("ca_bundle_path")
-        if bundle is not None and not Path(bundle).is_file():
-            raise problem(f"ca_bundle_path {bundle!r} is not a file")
-
-        timeout = options.get("timeout_seconds", 30)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-            raise problem("timeout_seconds must be a number of seconds between 0 and 300")
-
+        verify = tls_verify(options)
         return cls(
-            url=url,
-            profile=option("profile"),
-            label=option("label"),
+            url=options.url,
+            profile=options.profile,
+            label=options.label,
             auth_key=auth_key,
             chain_pem=chain,
-            ca_bundle_path=bundle,
-            timeout_seconds=float(timeout),
+            ca_bundle_path=verify if isinstance(verify, str) else None,
+            timeout_seconds=options.timeout_seconds,
         )
 
     def submit(self, request: SigningRequest) -> Issued | Pending:
@@ -199,14 +178,6 @@ class CfsslCA:
             )
         leaf = _certificate_pem(result, "sign")
         return Issued(leaf, self._chain_pem())
-
-    def poll(self, reference: str) -> Issued | Pending:
-        """CFSSL never defers, so there is nothing to poll.
-
-        Raises:
-            PermanentError: always, reason ``unknown_reference``.
-        """
-        raise PermanentError(f"CFSSL holds no pending request {reference[:40]!r}", reason="unknown_reference")
 
     def _chain_pem(self) -> tuple[str, ...]:
         if self._chain is None:
@@ -255,7 +226,7 @@ class CfsslCA:
             raise RetryableError(
                 f"CFSSL {endpoint} failed with HTTP {response.status_code}{_describe(envelope)}",
                 reason="cfssl_unavailable",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response),
             )
         if not isinstance(envelope, dict):
             raise PermanentError(
@@ -298,15 +269,6 @@ def _describe(envelope: object) -> str:
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             return f": {str(errors[0].get('message', ''))[:200]}"
     return ""
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def _certificate_pem(result: Mapping[str, object], endpoint: str) -> str:

@@ -24,6 +24,7 @@ option                           type    default                    meaning
 ``client_pfx_password_setting``  string  none                       app setting holding that PKCS#12's password
 ``client_pem_setting``           string  one of the two             app setting holding PEM certificate + key
 ``ca_bundle_path``               string  system trust               PEM file of the CA that signed EJBCA's TLS cert
+``ca_bundle_setting``            string  none                       app setting holding that PEM, instead of the file
 ``timeout``                      number  ``30``                     seconds per HTTP request
 ===============================  ======  =========================  ==============================================
 
@@ -35,7 +36,7 @@ Example::
                     "client_pfx_setting": "EJBCA_CLIENT_PFX"}}
 
 The client key is held in memory and handed to ``ssl`` through a file that exists only while it is loaded (see
-``renewal.ca._tls_client.new_session``). No deferral: ``pkcs10enroll`` answers with the certificate or an error;
+``renewal._shared.http.new_session``). No deferral: ``pkcs10enroll`` answers with the certificate or an error;
 an end entity profile that requires approval makes EJBCA answer an error, reported as permanent with EJBCA's
 message (approve it in EJBCA, then the next renewal attempt succeeds).
 """
@@ -45,48 +46,66 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
-from renewal.ca._tls_client import (
-    DEFAULT_TIMEOUT,
-    ProfileOptions,
-    client_certificate_from_settings,
-    new_session,
-    order_chain,
-    pem,
-    retry_after_seconds,
-    send,
+from renewal._shared.http import DEFAULT_TIMEOUT, new_session, retry_after_seconds, send
+from renewal._shared.pem import order_chain, pem
+from renewal.ca._options import (
+    Check,
+    ClientCertificateOptions,
+    ExistingFile,
+    HttpsUrl,
+    OptionError,
+    Seconds,
+    SecretSetting,
+    client_certificate,
+    exactly_one,
+    parse_options,
+    read_certificates,
+    tls_verify,
 )
-from renewal.config import resolve_secret_setting
+from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
 from renewal.errors import PermanentError, RetryableError
 
-__all__ = ["EjbcaCA"]
+__all__ = ["EjbcaCA", "EjbcaOptions"]
 
-_OPTIONS = frozenset(
-    {
-        "url",
-        "certificate_profile_name",
-        "end_entity_profile_name",
-        "certificate_authority_name",
-        "username_template",
-        "password_setting",
-        "include_chain",
-        "chain_path",
-        "account_binding_id",
-        "client_pfx_setting",
-        "client_pfx_password_setting",
-        "client_pem_setting",
-        "ca_bundle_path",
-        "timeout",
-    }
-)
 _ENROLL_PATH = "/ejbca/ejbca-rest-api/v1/certificate/pkcs10enroll"
+
+
+def _username_template(template: str) -> bool:
+    try:
+        return bool(template.format(vault="v", certificate="c").strip())
+    except (KeyError, IndexError, ValueError):
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EjbcaOptions(ClientCertificateOptions):
+    """An ``ejbca`` profile's options (the table above)."""
+
+    url: HttpsUrl
+    certificate_profile_name: str
+    end_entity_profile_name: str
+    certificate_authority_name: str
+    username_template: Annotated[str, Check(_username_template, "a template using only {vault} and {certificate}")] = (
+        "{vault}-{certificate}"
+    )
+    password_setting: SecretSetting | None = None
+    include_chain: bool = True
+    chain_path: ExistingFile | None = None
+    account_binding_id: str | None = None
+    timeout: Seconds = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        ClientCertificateOptions.__post_init__(self)
+        exactly_one(self, "client_pfx_setting", "client_pem_setting", why=" (EJBCA's REST API needs mTLS)")
+        if not self.include_chain and self.chain_path is None:
+            raise OptionError("option chain_path is required when include_chain is false")
 
 
 class EjbcaCA:
@@ -132,41 +151,21 @@ class EjbcaCA:
             ConfigurationError: an option is unknown, missing or malformed, or a setting is empty or unreadable
                 (names the profile and option, or the setting; never a secret value).
         """
-        options = ProfileOptions(profile, _OPTIONS)
-        url = options.url()
-        template = options.string("username_template", "{vault}-{certificate}") or ""
-        try:
-            if not template.format(vault="v", certificate="c").strip():
-                raise ValueError
-        except (KeyError, IndexError, ValueError) as exc:
-            raise options.problem("option username_template may use only {vault} and {certificate}") from exc
-        client_certificate = client_certificate_from_settings(options, environ)
-        if client_certificate is None:
-            raise options.problem("give client_pfx_setting or client_pem_setting (EJBCA's REST API needs mTLS)")
-        include_chain = options.boolean("include_chain", True)
-        chain: tuple[x509.Certificate, ...] = ()
-        chain_path = options.string("chain_path")
-        if chain_path is not None:
-            try:
-                chain = tuple(x509.load_pem_x509_certificates(Path(chain_path).read_bytes()))
-            except (OSError, ValueError) as exc:
-                raise options.problem(f"chain_path {chain_path!r} is not a readable PEM certificate file") from exc
-        elif not include_chain:
-            raise options.problem("option chain_path is required when include_chain is false")
-        password_setting = options.string("password_setting")
+        options = parse_options(EjbcaOptions, profile, environ)
+        chain = read_certificates(profile, "chain_path", options.chain_path) if options.chain_path else []
         return cls(
-            url=url,
-            certificate_profile_name=options.required("certificate_profile_name"),
-            end_entity_profile_name=options.required("end_entity_profile_name"),
-            certificate_authority_name=options.required("certificate_authority_name"),
-            session=new_session(client_certificate),
-            username_template=template,
-            password=resolve_secret_setting(environ, password_setting) if password_setting else None,
-            include_chain=include_chain,
-            chain=chain,
-            account_binding_id=options.string("account_binding_id"),
-            verify=options.verify(),
-            timeout=options.number("timeout", DEFAULT_TIMEOUT),
+            url=options.url.rstrip("/"),
+            certificate_profile_name=options.certificate_profile_name,
+            end_entity_profile_name=options.end_entity_profile_name,
+            certificate_authority_name=options.certificate_authority_name,
+            session=new_session(client_certificate(options)),
+            username_template=options.username_template,
+            password=options.password_setting.value if options.password_setting else None,
+            include_chain=options.include_chain,
+            chain=tuple(chain),
+            account_binding_id=options.account_binding_id,
+            verify=tls_verify(options),
+            timeout=options.timeout,
         )
 
     def submit(self, request: SigningRequest) -> Issued | Pending:
@@ -205,14 +204,6 @@ class EjbcaCA:
             raise PermanentError("EJBCA's enroll answer holds no readable certificate", reason="bad_ca_answer") from exc
         chain = order_chain(leaf, [*given, *self._chain] if self._include_chain else list(self._chain))
         return Issued(pem(leaf), tuple(pem(c) for c in chain))
-
-    def poll(self, reference: str) -> Issued | Pending:
-        """EJBCA's ``pkcs10enroll`` never answers pending, so there is nothing to poll.
-
-        Raises:
-            PermanentError: reason ``unknown_reference``, always.
-        """
-        raise PermanentError("EJBCA pkcs10enroll never answers pending; nothing to poll", reason="unknown_reference")
 
 
 def _certificate(value: str, response_format: object) -> x509.Certificate:

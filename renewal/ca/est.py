@@ -16,6 +16,7 @@ option                           type    default        meaning
 ``client_pfx_password_setting``  string  none           app setting holding that PKCS#12's password
 ``client_pem_setting``           string  none           app setting holding PEM client certificate + key
 ``ca_bundle_path``               string  system trust   PEM file of the CA that signed the EST server's TLS cert
+``ca_bundle_setting``            string  none           app setting holding that PEM, instead of the file
 ``timeout``                      number  ``30``         seconds per HTTP request
 ===============================  ======  =============  ========================================================
 
@@ -38,6 +39,8 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated
 
 import requests
 from cryptography import x509
@@ -45,39 +48,50 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from requests.auth import HTTPBasicAuth
 
-from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
-from renewal.ca._tls_client import (
-    DEFAULT_TIMEOUT,
-    ProfileOptions,
-    client_certificate_from_settings,
-    new_session,
-    order_chain,
-    pem,
-    retry_after_seconds,
-    send,
+from renewal._shared.http import DEFAULT_TIMEOUT, new_session, retry_after_seconds, send
+from renewal._shared.pem import order_chain, pem
+from renewal.ca._options import (
+    Check,
+    ClientCertificateOptions,
+    HttpsUrl,
+    OptionError,
+    Seconds,
+    SecretSetting,
+    client_certificate,
+    parse_options,
+    tls_verify,
+    together,
 )
-from renewal.config import resolve_secret_setting
+from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
 from renewal.errors import PermanentError, RetryableError
 
-__all__ = ["EstCA"]
+__all__ = ["EstCA", "EstOptions"]
 
-_OPTIONS = frozenset(
-    {
-        "url",
-        "label",
-        "reenroll",
-        "username",
-        "password_setting",
-        "client_pfx_setting",
-        "client_pfx_password_setting",
-        "client_pem_setting",
-        "ca_bundle_path",
-        "timeout",
-    }
-)
+# RFC 7030 §3.2.2: the label is one path segment.
+_LABEL = Check(lambda label: label.replace("-", "").replace("_", "").isalnum(), "letters, digits, '-' or '_'")
 # When a 202 comes without Retry-After, wait this long (seconds) before polling.
 _DEFAULT_RETRY_AFTER = 60.0
 _DER, _SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EstOptions(ClientCertificateOptions):
+    """An ``est`` profile's options (the table above)."""
+
+    url: HttpsUrl
+    label: Annotated[str, _LABEL] | None = None
+    reenroll: bool = False
+    username: str | None = None
+    password_setting: SecretSetting | None = None
+    timeout: Seconds = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        ClientCertificateOptions.__post_init__(self)
+        together(self, "username", "password_setting")
+        if self.username is None and self.client_pfx_setting is None and self.client_pem_setting is None:
+            raise OptionError(
+                "give username+password_setting, client_pfx_setting or client_pem_setting (EST needs client auth)"
+            )
 
 
 class EstCA:
@@ -111,30 +125,18 @@ class EstCA:
             ConfigurationError: an option is unknown, missing or malformed, or a secret setting is empty or
                 unreadable (names the profile and option, or the setting; never a secret value).
         """
-        options = ProfileOptions(profile, _OPTIONS)
-        url = options.url()
-        label = options.string("label")
-        if label is not None and (not label.replace("-", "").replace("_", "").isalnum()):
-            raise options.problem("option label must be letters, digits, '-' or '_'")
-        username, password_setting = options.string("username"), options.string("password_setting")
-        if bool(username) != bool(password_setting):
-            raise options.problem("username and password_setting go together")
+        options = parse_options(EstOptions, profile, environ)
         auth = None
-        if username and password_setting:
-            auth = HTTPBasicAuth(username, resolve_secret_setting(environ, password_setting))
-        client_certificate = client_certificate_from_settings(options, environ)
-        if auth is None and client_certificate is None:
-            raise options.problem(
-                "give username+password_setting, client_pfx_setting or client_pem_setting (EST needs client auth)"
-            )
-        base = f"{url}/.well-known/est" + (f"/{label}" if label else "")
+        if options.username is not None and options.password_setting is not None:
+            auth = HTTPBasicAuth(options.username, options.password_setting.value)
+        label = f"/{options.label}" if options.label else ""
         return cls(
-            base_url=base,
-            reenroll=options.boolean("reenroll", False),
+            base_url=f"{options.url.rstrip('/')}/.well-known/est{label}",
+            reenroll=options.reenroll,
             auth=auth,
-            session=new_session(client_certificate),
-            verify=options.verify(),
-            timeout=options.number("timeout", DEFAULT_TIMEOUT),
+            session=new_session(client_certificate(options)),
+            verify=tls_verify(options),
+            timeout=options.timeout,
         )
 
     def submit(self, request: SigningRequest) -> Issued | Pending:

@@ -26,8 +26,10 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Annotated, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,31 +37,23 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from renewal.ca._options import (
+    ExistingFile,
+    OptionError,
+    Secret,
+    SecretSetting,
+    between,
+    exactly_one,
+    parse_options,
+    profile_problem,
+    read_certificates,
+    together,
+)
 from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
-from renewal.config import resolve_secret_setting
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 
-__all__ = ["KEY_USAGE_NAMES", "LocalCA"]
+__all__ = ["KEY_USAGE_NAMES", "LocalCA", "LocalOptions"]
 
-_PROFILES_SETTING = "RENEWAL_CA_PROFILES"
-_OPTIONS = frozenset(
-    {
-        "ca_cert_path",
-        "ca_key_path",
-        "ca_key_password_setting",
-        "ca_cert_setting",
-        "ca_key_setting",
-        "ca_pfx_setting",
-        "ca_pfx_password_setting",
-        "chain_path",
-        "validity_days",
-        "max_validity_hours",
-        "approval",
-        "approval_dir",
-        "trust_anchor_path",
-        "trust_anchor_setting",
-    }
-)
 # Key Vault's key usage names (CertificatePolicy x509_props.key_usage) → x509.KeyUsage arguments.
 KEY_USAGE_NAMES = {
     "digitalsignature": "digital_signature",
@@ -81,6 +75,31 @@ _SignedKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519Publi
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalOptions:
+    """A ``local`` profile's options (described above)."""
+
+    ca_cert_path: ExistingFile | None = None
+    ca_key_path: ExistingFile | None = None
+    ca_key_password_setting: SecretSetting | None = None
+    ca_cert_setting: SecretSetting | None = None
+    ca_key_setting: SecretSetting | None = None
+    ca_pfx_setting: SecretSetting | None = None
+    ca_pfx_password_setting: SecretSetting | None = None
+    chain_path: ExistingFile | None = None
+    validity_days: Annotated[int, between(1, whole=True)] = 365
+    max_validity_hours: Annotated[float, between(0, 24 * 36500, low_ok=False)] | None = None
+    approval: Literal["auto", "manual"] = "auto"
+    approval_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        exactly_one(self, ("ca_cert_path", "ca_key_path"), ("ca_cert_setting", "ca_key_setting"), "ca_pfx_setting")
+        together(self, "ca_cert_path", "ca_key_path")
+        together(self, "ca_cert_setting", "ca_key_setting")
+        if self.approval == "manual" and self.approval_dir is None:
+            raise OptionError("approval 'manual' needs approval_dir")
 
 
 class LocalCA:
@@ -132,112 +151,29 @@ class LocalCA:
             ConfigurationError: an option is unknown or malformed, or a CA file or setting cannot be read;
                 names ``RENEWAL_CA_PROFILES`` or the app setting at fault, never a secret value.
         """
-        options = profile.options
-
-        def problem(text: str) -> ConfigurationError:
-            return ConfigurationError(_PROFILES_SETTING, f"profile {profile.name!r}: {text}")
-
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise problem(f"unknown option(s) {', '.join(unknown)} for adapter local")
-
-        def option(name: str) -> str | None:
-            value = options.get(name)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise problem(f"option {name} must be a non-empty string")
-            return value.strip() if isinstance(value, str) else None
-
-        sources = [
-            group
-            for group, names in (
-                ("paths", ("ca_cert_path", "ca_key_path")),
-                ("settings", ("ca_cert_setting", "ca_key_setting")),
-                ("pfx", ("ca_pfx_setting",)),
-            )
-            if any(option(n) for n in names)
-        ]
-        if len(sources) != 1:
-            raise problem(
-                "give exactly one of ca_cert_path+ca_key_path, ca_cert_setting+ca_key_setting, ca_pfx_setting"
-            )
-
-        chain: list[x509.Certificate] = []
-        if sources == ["paths"]:
-            cert_path, key_path = option("ca_cert_path"), option("ca_key_path")
-            if cert_path is None or key_path is None:
-                raise problem("ca_cert_path and ca_key_path go together")
-            password_setting = option("ca_key_password_setting")
-            password = resolve_secret_setting(environ, password_setting).encode() if password_setting else None
-            certificate = _certificate(
-                _read(problem, "ca_cert_path", cert_path), lambda: problem(f"{cert_path!r} is not a PEM certificate")
-            )
-            key = _private_key(
-                _read(problem, "ca_key_path", key_path),
-                password,
-                lambda: problem(f"{key_path!r} is not a readable PEM private key (or its password is wrong)"),
-            )
-        elif sources == ["settings"]:
-            cert_setting, key_setting = option("ca_cert_setting"), option("ca_key_setting")
-            if cert_setting is None or key_setting is None:
-                raise problem("ca_cert_setting and ca_key_setting go together")
-            password_setting = option("ca_key_password_setting")
-            password = resolve_secret_setting(environ, password_setting).encode() if password_setting else None
-            certificate = _certificate(
-                _pem_setting(environ, cert_setting),
-                lambda: ConfigurationError(cert_setting, "is not a PEM certificate"),
-            )
-            key = _private_key(
-                _pem_setting(environ, key_setting),
-                password,
-                lambda: ConfigurationError(key_setting, "is not a readable PEM private key (or its password is wrong)"),
-            )
-        else:
-            pfx_setting = option("ca_pfx_setting")
-            assert pfx_setting is not None
-            password_setting = option("ca_pfx_password_setting")
-            password = resolve_secret_setting(environ, password_setting).encode() if password_setting else None
-            certificate, key, chain = _pkcs12(environ, pfx_setting, password)
-
-        chain_path = option("chain_path")
-        if chain_path is not None:
-            try:
-                chain.extend(x509.load_pem_x509_certificates(_read(problem, "chain_path", chain_path)))
-            except ValueError as exc:
-                raise problem(f"chain_path {chain_path!r} is not a PEM certificate file") from exc
-
-        validity_days = options.get("validity_days", 365)
-        if isinstance(validity_days, bool) or not isinstance(validity_days, int) or validity_days < 1:
-            raise problem("validity_days must be a positive whole number")
-        max_hours = options.get("max_validity_hours")
-        if max_hours is not None and (
-            isinstance(max_hours, bool) or not isinstance(max_hours, int | float) or not 0 < max_hours <= 24 * 36500
-        ):
-            raise problem("max_validity_hours must be a positive number of hours")
-
-        approval, approval_dir = option("approval"), option("approval_dir")
-        if approval not in (None, "auto", "manual"):
-            raise problem("approval must be 'auto' or 'manual'")
-        directory: Path | None = None
-        if approval == "manual":
-            if approval_dir is None:
-                raise problem("approval 'manual' needs approval_dir")
-            directory = Path(approval_dir)
+        options = parse_options(LocalOptions, profile, environ)
+        certificate, key, chain = _issuer(profile, options)
+        if options.chain_path is not None:
+            chain.extend(read_certificates(profile, "chain_path", options.chain_path))
+        directory = options.approval_dir if options.approval == "manual" else None
+        if directory is not None:
             try:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise problem(f"cannot create approval_dir {approval_dir!r}: {exc.strerror}") from exc
+                raise profile_problem(profile, f"option approval_dir: cannot create it ({exc.strerror})") from exc
+        hours = options.max_validity_hours
         try:
             return cls(
                 ca_certificate=certificate,
                 ca_key=key,
                 chain=tuple(chain),
-                default_validity_days=validity_days,
-                max_validity=timedelta(hours=max_hours) if max_hours is not None else None,
+                default_validity_days=options.validity_days,
+                max_validity=timedelta(hours=hours) if hours is not None else None,
                 approval_dir=directory,
                 clock=clock,
             )
         except ValueError as exc:
-            raise problem(str(exc)) from exc
+            raise profile_problem(profile, str(exc)) from exc
 
     def submit(self, request: SigningRequest) -> Issued | Pending:
         """Sign ``request``'s CSR, or hold it for approval.
@@ -453,48 +389,67 @@ def _write_once(path: Path, data: bytes) -> None:
     temporary.replace(path)
 
 
-def _read(problem: Callable[[str], ConfigurationError], option: str, path: str) -> bytes:
+def _read(profile: CAProfile, option: str, path: Path) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        raise problem(f"cannot read {option} {path!r}: {exc.strerror}") from exc
+        raise profile_problem(profile, f"option {option}: the file cannot be read ({exc.strerror})") from exc
 
 
-def _pem_setting(environ: Mapping[str, str], setting: str) -> bytes:
-    value = resolve_secret_setting(environ, setting)
-    # App settings are often entered on one line with literal "\n" escapes.
-    if "\n" not in value and "\\n" in value:
-        value = value.replace("\\n", "\n")
-    return value.encode("ascii", errors="replace")
+def _issuer(
+    profile: CAProfile, options: LocalOptions
+) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes, list[x509.Certificate]]:
+    """The CA certificate, its key and the certificates that came with them, from the one source the options give."""
+    if options.ca_pfx_setting is not None:
+        return _pkcs12(options.ca_pfx_setting, options.ca_pfx_password_setting)
+    password = options.ca_key_password_setting.value.encode() if options.ca_key_password_setting else None
+    unreadable_key = "is not a readable PEM private key (or its password is wrong)"
+    if options.ca_cert_path is not None and options.ca_key_path is not None:
+        certificate = _certificate(
+            _read(profile, "ca_cert_path", options.ca_cert_path),
+            profile_problem(profile, "option ca_cert_path: the file is not a PEM certificate"),
+        )
+        key = _private_key(
+            _read(profile, "ca_key_path", options.ca_key_path),
+            password,
+            profile_problem(profile, f"option ca_key_path: the file {unreadable_key}"),
+        )
+        return certificate, key, []
+    cert_setting, key_setting = options.ca_cert_setting, options.ca_key_setting
+    assert cert_setting is not None, "LocalOptions holds exactly one source"
+    assert key_setting is not None, "LocalOptions holds exactly one source"
+    certificate = _certificate(cert_setting.pem(), ConfigurationError(cert_setting.setting, "is not a PEM certificate"))
+    key = _private_key(key_setting.pem(), password, ConfigurationError(key_setting.setting, unreadable_key))
+    return certificate, key, []
 
 
-def _certificate(data: bytes, error: Callable[[], ConfigurationError]) -> x509.Certificate:
+def _certificate(data: bytes, error: ConfigurationError) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError as exc:
-        raise error() from exc
+        raise error from exc
 
 
-def _private_key(
-    data: bytes, password: bytes | None, error: Callable[[], ConfigurationError]
-) -> CertificateIssuerPrivateKeyTypes:
+def _private_key(data: bytes, password: bytes | None, error: ConfigurationError) -> CertificateIssuerPrivateKeyTypes:
     try:
         key = serialization.load_pem_private_key(data, password)
     except (ValueError, TypeError) as exc:
-        raise error() from exc
+        raise error from exc
     if not isinstance(key, _ISSUER_KEYS):
-        raise error()
+        raise error
     return key
 
 
 def _pkcs12(
-    environ: Mapping[str, str], setting: str, password: bytes | None
+    pfx: Secret, password: Secret | None
 ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes, list[x509.Certificate]]:
     try:
-        data = base64.b64decode(resolve_secret_setting(environ, setting), validate=True)
-        key, certificate, additional = pkcs12.load_key_and_certificates(data, password)
+        data = base64.b64decode(pfx.value, validate=True)
+        key, certificate, additional = pkcs12.load_key_and_certificates(
+            data, password.value.encode() if password else None
+        )
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise ConfigurationError(setting, "is not a base64 PKCS#12 (or its password is wrong)") from exc
+        raise ConfigurationError(pfx.setting, "is not a base64 PKCS#12 (or its password is wrong)") from exc
     if certificate is None or key is None or not isinstance(key, _ISSUER_KEYS):
-        raise ConfigurationError(setting, "holds no certificate with a signing key")
+        raise ConfigurationError(pfx.setting, "holds no certificate with a signing key")
     return certificate, key, list(additional)

@@ -26,6 +26,7 @@ option                          type    default         meaning
                                                         ``vm_name``, ``vmss_name``, ``resource_id``: sent
                                                         to the Azure login when given
 ``ca_bundle_path``              string  system trust    PEM file of the CA that signed Vault's TLS cert
+``ca_bundle_setting``           string  none            app setting holding that PEM, instead of the file
 ``timeout``                     number  ``30``          seconds per HTTP request
 ==============================  ======  ==============  ===============================================
 
@@ -43,47 +44,64 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from renewal._shared.http import DEFAULT_TIMEOUT, new_session, send
+from renewal._shared.http import retry_after_seconds as _retry_after
+from renewal._shared.pem import order_chain, pem
+from renewal.ca._options import (
+    CaBundleOptions,
+    HttpsUrl,
+    Seconds,
+    SecretSetting,
+    exactly_one,
+    parse_options,
+    tls_verify,
+    together,
+)
 from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
-from renewal.ca._tls_client import DEFAULT_TIMEOUT, ProfileOptions, new_session, order_chain, pem, send
-from renewal.ca._tls_client import retry_after_seconds as _retry_after
-from renewal.config import resolve_secret_setting
 from renewal.errors import PermanentError, RetryableError
 
-__all__ = ["TokenCredential", "VaultPKI"]
+__all__ = ["TokenCredential", "VaultOptions", "VaultPKI"]
 
-_OPTIONS = frozenset(
-    {
-        "url",
-        "role",
-        "mount",
-        "namespace",
-        "ttl",
-        "names_from_csr",
-        "token_setting",
-        "role_id",
-        "secret_id_setting",
-        "approle_mount",
-        "azure_role",
-        "azure_mount",
-        "azure_resource",
-        "subscription_id",
-        "resource_group_name",
-        "vm_name",
-        "vmss_name",
-        "resource_id",
-        "ca_bundle_path",
-        "timeout",
-    }
-)
 _AZURE_LOGIN_FIELDS = ("subscription_id", "resource_group_name", "vm_name", "vmss_name", "resource_id")
 # Renew the login a little before Vault says the token's lease ends.
 _LEASE_MARGIN = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VaultOptions(CaBundleOptions):
+    """A ``vault`` profile's options (the table above), with ``ca_bundle_path``/``ca_bundle_setting``."""
+
+    url: HttpsUrl
+    role: str
+    mount: str = "pki"
+    namespace: str | None = None
+    ttl: str | None = None
+    names_from_csr: bool = False
+    token_setting: SecretSetting | None = None
+    role_id: str | None = None
+    secret_id_setting: SecretSetting | None = None
+    approle_mount: str = "approle"
+    azure_role: str | None = None
+    azure_mount: str = "azure"
+    azure_resource: str = "https://management.azure.com/"
+    subscription_id: str | None = None
+    resource_group_name: str | None = None
+    vm_name: str | None = None
+    vmss_name: str | None = None
+    resource_id: str | None = None
+    timeout: Seconds = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        CaBundleOptions.__post_init__(self)
+        exactly_one(self, "token_setting", ("role_id", "secret_id_setting"), "azure_role")
+        together(self, "role_id", "secret_id_setting")
 
 
 class TokenCredential(Protocol):
@@ -139,47 +157,31 @@ class VaultPKI:
             ConfigurationError: an option is unknown, missing or malformed, or a secret setting is empty
                 (names the profile and option, or the setting; never a secret value).
         """
-        options = ProfileOptions(profile, _OPTIONS)
-        url = options.url()
-        role = options.required("role")
-        mount = options.string("mount", "pki") or "pki"
-        verify = options.verify()
-        timeout = options.number("timeout", DEFAULT_TIMEOUT)
-        namespace = options.string("namespace")
-
-        token_setting = options.string("token_setting")
-        role_id, secret_id_setting = options.string("role_id"), options.string("secret_id_setting")
-        azure_role = options.string("azure_role")
-        methods = [m for m, given in (("token", token_setting), ("approle", role_id or secret_id_setting),
-                                       ("azure", azure_role)) if given]  # fmt: skip
-        if len(methods) != 1:
-            raise options.problem("give exactly one of token_setting, role_id+secret_id_setting, azure_role")
-
-        def headers() -> dict[str, str]:
-            return {"X-Vault-Namespace": namespace} if namespace else {}
+        options = parse_options(VaultOptions, profile, environ)
+        url, verify, timeout = options.url.rstrip("/"), tls_verify(options), options.timeout
+        namespace = options.namespace
+        headers = {"X-Vault-Namespace": namespace} if namespace else {}
 
         login: _Login
-        if token_setting:
-            token = resolve_secret_setting(environ, token_setting)
+        if options.token_setting is not None:
+            token = options.token_setting.value
 
             def login(session: requests.Session) -> tuple[str, float | None]:
                 return token, None
 
-        elif methods == ["approle"]:
-            if not role_id or not secret_id_setting:
-                raise options.problem("role_id and secret_id_setting go together")
-            secret_id = resolve_secret_setting(environ, secret_id_setting)
-            approle_url = f"{url}/v1/auth/{(options.string('approle_mount', 'approle') or '').strip('/')}/login"
-            body = {"role_id": role_id, "secret_id": secret_id}
+        elif options.role_id is not None and options.secret_id_setting is not None:
+            approle_url = f"{url}/v1/auth/{options.approle_mount.strip('/')}/login"
+            body = {"role_id": options.role_id, "secret_id": options.secret_id_setting.value}
 
             def login(session: requests.Session) -> tuple[str, float | None]:
-                return _vault_login(session, approle_url, body, headers(), verify, timeout)
+                return _vault_login(session, approle_url, body, headers, verify, timeout)
 
         else:
-            assert azure_role is not None
-            azure_url = f"{url}/v1/auth/{(options.string('azure_mount', 'azure') or '').strip('/')}/login"
-            resource = options.string("azure_resource", "https://management.azure.com/") or ""
-            extra = {name: value for name in _AZURE_LOGIN_FIELDS if (value := options.string(name))}
+            assert options.azure_role is not None  # VaultOptions holds exactly one method
+            azure_url = f"{url}/v1/auth/{options.azure_mount.strip('/')}/login"
+            scope = options.azure_resource.rstrip("/") + "/.default"
+            fields = {name: value for name in _AZURE_LOGIN_FIELDS if (value := getattr(options, name))}
+            azure = {"role": options.azure_role, **fields}
             chosen = credential
 
             def login(session: requests.Session) -> tuple[str, float | None]:
@@ -189,7 +191,6 @@ class VaultPKI:
                     from azure.identity import DefaultAzureCredential
 
                     chosen = DefaultAzureCredential()
-                scope = resource.rstrip("/") + "/.default"
                 try:
                     jwt = chosen.get_token(scope).token
                 except Exception as exc:  # azure.identity raises many types; all mean "no token now"
@@ -197,17 +198,16 @@ class VaultPKI:
                         f"cannot get a managed identity token for Vault's Azure auth: {type(exc).__name__}",
                         reason="auth_unavailable",
                     ) from exc
-                body = {"role": azure_role, "jwt": jwt, **extra}
-                return _vault_login(session, azure_url, body, headers(), verify, timeout)
+                return _vault_login(session, azure_url, {**azure, "jwt": jwt}, headers, verify, timeout)
 
         return cls(
             url=url,
-            mount=mount,
-            role=role,
+            mount=options.mount,
+            role=options.role,
             login=login,
             namespace=namespace,
-            ttl=options.string("ttl"),
-            names_from_csr=options.boolean("names_from_csr", False),
+            ttl=options.ttl,
+            names_from_csr=options.names_from_csr,
             verify=verify,
             timeout=timeout,
         )
@@ -240,14 +240,6 @@ class VaultPKI:
         except (ValueError, TypeError, AttributeError) as exc:
             raise PermanentError("Vault's sign answer is not PEM certificates", reason="bad_ca_answer") from exc
         return Issued(pem(leaf), tuple(pem(c) for c in order_chain(leaf, chain)))
-
-    def poll(self, reference: str) -> Issued | Pending:
-        """Vault never defers issuance, so there is nothing to poll.
-
-        Raises:
-            PermanentError: reason ``unknown_reference``, always.
-        """
-        raise PermanentError("Vault PKI never answers pending; nothing to poll", reason="unknown_reference")
 
     def _post_with_token(self, url: str, body: dict[str, Any]) -> requests.Response:
         for attempt in (1, 2):

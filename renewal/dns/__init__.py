@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from renewal.errors import ConfigurationError
@@ -38,16 +39,25 @@ ProviderFactory = Callable[[Mapping[str, object], Mapping[str, str]], DnsProvide
 
 def _imported_on_first_use(module: str, class_name: str) -> ProviderFactory:
     def factory(options: Mapping[str, object], environ: Mapping[str, str]) -> DnsProvider:
-        provider_class = getattr(importlib.import_module(module), class_name)
+        try:
+            provider_class = getattr(importlib.import_module(module), class_name)
+        except ModuleNotFoundError as exc:
+            # The local stack's providers (devstack/) are not deployed with the Function App.
+            raise ConfigurationError(
+                "RENEWAL_CA_PROFILES", f"dns_provider module {module} is not installed (local stack only?)"
+            ) from exc
         return provider_class.from_options(options, environ)  # type: ignore[no-any-return]
 
     return factory
 
 
-PROVIDERS: dict[str, ProviderFactory] = {
-    "azure": _imported_on_first_use("renewal.dns.azure", "AzureDns"),
-    "challtestsrv": _imported_on_first_use("renewal.dns.challtestsrv", "ChallTestSrvDns"),
-}
+PROVIDERS: Mapping[str, ProviderFactory] = MappingProxyType(
+    {
+        "azure": _imported_on_first_use("renewal.dns.azure", "AzureDns"),
+        # pebble-challtestsrv, for the tests and the local stack; it lives in devstack/, which is not deployed.
+        "challtestsrv": _imported_on_first_use("devstack.challtestsrv_dns", "ChallTestSrvDns"),
+    }
+)
 
 
 def dns_provider_for(name: str, options: Mapping[str, object], environ: Mapping[str, str]) -> DnsProvider:

@@ -26,37 +26,45 @@ drop each other's values. Every request carries the identity's ARM token, so a r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import requests
 
-from renewal.ca._tls_client import new_session, redirect_refused, tls_untrusted, tls_verification_failed
-from renewal.config import url_problem
-from renewal.errors import ConfigurationError, PermanentError, RetryableError
+from renewal._shared.http import (
+    new_session,
+    redirect_refused,
+    retry_after_seconds,
+    tls_untrusted,
+    tls_verification_failed,
+)
+from renewal.ca._options import HttpsUrl, between, parse_option_object
+from renewal.errors import PermanentError, RetryableError
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-__all__ = ["PRIVATE_ZONE_API_VERSION", "PUBLIC_ZONE_API_VERSION", "AzureDns"]
+__all__ = ["PRIVATE_ZONE_API_VERSION", "PUBLIC_ZONE_API_VERSION", "AzureDns", "AzureDnsOptions"]
 
 # The ARM API versions of the record-set operations (Microsoft.Network/dnsZones, .../privateDnsZones).
 PUBLIC_ZONE_API_VERSION = "2018-05-01"
 PRIVATE_ZONE_API_VERSION = "2020-06-01"
 _ARM = "https://management.azure.com"
-_OPTIONS = frozenset(
-    {
-        "subscription_id",
-        "resource_group",
-        "zone",
-        "private",
-        "managed_identity_client_id",
-        "ttl_seconds",
-        "arm_endpoint",
-    }
-)
-_PROFILES_SETTING = "RENEWAL_CA_PROFILES"
 _CONCURRENT_UPDATE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AzureDnsOptions:
+    """The ``dns_options`` of ``"dns_provider": "azure"`` (the table above)."""
+
+    subscription_id: str
+    resource_group: str
+    zone: str
+    private: bool = False
+    managed_identity_client_id: str | None = None
+    ttl_seconds: Annotated[int, between(1, 3600, whole=True)] = 60
+    arm_endpoint: HttpsUrl = _ARM
 
 
 class AzureDns:
@@ -98,49 +106,17 @@ class AzureDns:
         Raises:
             ConfigurationError: an option is missing, unknown or malformed.
         """
-
-        def problem(text: str) -> ConfigurationError:
-            return ConfigurationError(_PROFILES_SETTING, f"dns_options (azure): {text}")
-
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise problem(f"unknown option(s) {', '.join(unknown)}")
-
-        def required(name: str) -> str:
-            value = options.get(name)
-            if not isinstance(value, str) or not value.strip():
-                raise problem(f"{name} is required")
-            return value.strip()
-
-        subscription_id, resource_group, zone = (
-            required("subscription_id"),
-            required("resource_group"),
-            required("zone"),
-        )
-        private = options.get("private", False)
-        if not isinstance(private, bool):
-            raise problem("private must be true or false")
-        ttl = options.get("ttl_seconds", 60)
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 3600:
-            raise problem("ttl_seconds must be a whole number from 1 to 3600")
-        arm = options.get("arm_endpoint", _ARM)
-        if not isinstance(arm, str) or url_problem(arm.strip()):
-            raise problem("arm_endpoint must be an https URL (plain http only on loopback)")
-        client_id = options.get("managed_identity_client_id")
-        if client_id is not None and (not isinstance(client_id, str) or not client_id.strip()):
-            raise problem("managed_identity_client_id must be a non-empty string")
-
+        parsed = parse_option_object(AzureDnsOptions, options, environ, where="dns_options (azure)")
         from azure.identity import DefaultAzureCredential
 
-        credential = DefaultAzureCredential(managed_identity_client_id=client_id.strip() if client_id else None)
         return cls(
-            subscription_id=subscription_id,
-            resource_group=resource_group,
-            zone=zone,
-            credential=credential,
-            private=private,
-            ttl_seconds=ttl,
-            arm_endpoint=arm.strip(),
+            subscription_id=parsed.subscription_id,
+            resource_group=parsed.resource_group,
+            zone=parsed.zone,
+            credential=DefaultAzureCredential(managed_identity_client_id=parsed.managed_identity_client_id),
+            private=parsed.private,
+            ttl_seconds=parsed.ttl_seconds,
+            arm_endpoint=parsed.arm_endpoint,
         )
 
     def set_txt(self, name: str, value: str) -> None:
@@ -250,7 +226,7 @@ class AzureDns:
         code, message = _arm_error(response)
         text = f"Azure DNS {method} of a TXT record in {self._zone} failed: HTTP {status} {code} {message}".rstrip()
         if status == 429 or status >= 500:
-            raise RetryableError(text, reason="dns_unavailable", retry_after=_retry_after(response))
+            raise RetryableError(text, reason="dns_unavailable", retry_after=retry_after_seconds(response))
         if status in (401, 403):
             role = "Private DNS Zone Contributor" if self._private else "DNS Zone Contributor"
             raise PermanentError(f"{text} (the identity needs {role} on the zone)", reason="dns_unauthorized")
@@ -279,11 +255,3 @@ def _arm_error(response: requests.Response) -> tuple[str, str]:
         return str(error.get("code", "")), str(error.get("message", ""))[:200]
     except (ValueError, AttributeError):
         return "", ""
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        seconds = float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None

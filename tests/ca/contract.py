@@ -24,7 +24,7 @@ from cryptography import x509
 
 from renewal.ca import CAAdapter, Issued, Pending, SigningRequest
 from renewal.errors import PermanentError, RetryableError
-from renewal.verify import VerifiedCertificate, verify_issued
+from renewal.pure.verify import VerifiedCertificate, verify_issued
 
 __all__ = ["CAAdapterContract", "DeferringCAContract", "poll_until_issued", "verify_against_its_own_chain"]
 

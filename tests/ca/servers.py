@@ -14,14 +14,12 @@ import socket
 import ssl
 import struct
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devstack.localca import LocalCAFiles, create_local_ca
+from tests.fakes.loopback import LoopbackServer, Response
 
 __all__ = [
     "CfsslServer",
@@ -48,7 +47,7 @@ __all__ = [
     "txt_records",
 ]
 
-_STARTUP_SECONDS = 10.0
+_STARTUP_SECONDS = 30.0
 
 
 def require_binary(name: str) -> str:
@@ -334,33 +333,9 @@ def cfssl_server(directory: Path, *, auth_key_hex: str) -> Iterator[CfsslServer]
 @contextmanager
 def failing_server(status: int = 503, *, retry_after: str | None = "7") -> Iterator[str]:
     """A loopback HTTP server answering every request with ``status`` and a plain-text body; yields its URL."""
-
-    class Failing(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
-            body = b"service unavailable\n"
-            self.send_response(status)
-            if retry_after is not None:
-                self.send_header("Retry-After", retry_after)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_HEAD = _answer
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    headers = {"Content-Type": "text/plain", **({"Retry-After": retry_after} if retry_after is not None else {})}
+    with LoopbackServer(lambda request: Response(status, b"service unavailable\n", headers)) as server:
+        yield server.url
 
 
 def txt_records(dns_address: str, name: str) -> list[str]:

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from devstack.challtestsrv_dns import ChallTestSrvDns
 from renewal.ca import CAAdapter, CAProfile, Issued, Pending, SigningRequest, adapter_for
 from renewal.ca.acme import AcmeCA
-from renewal.dns.challtestsrv import ChallTestSrvDns
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 from tests.ca.conftest import CONTRACT_DNS_NAMES
 from tests.ca.contract import CAAdapterContract, poll_until_issued, verify_against_its_own_chain

@@ -11,7 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from devstack.localca import LocalCAFiles, create_local_ca
-from renewal.ca import CAAdapter, CAProfile, Issued, LocalCA, Pending, SigningRequest, adapter_for
+from renewal.ca import CAAdapter, CAProfile, Issued, Pending, SigningRequest, adapter_for
+from renewal.ca.local import LocalCA
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 from tests.ca.contract import DeferringCAContract
 from tests.fakes.adcs import FakeCertsrv, running

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from renewal.ca import CAAdapter, CAProfile, Issued, SigningRequest, adapter_for
+from renewal.ca import CAAdapter, CAProfile, DeferringCAAdapter, Issued, SigningRequest, adapter_for
 from renewal.ca.cfssl import CfsslCA
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 from tests.ca.contract import CAAdapterContract, verify_against_its_own_chain
@@ -128,11 +128,9 @@ def test_503_is_retryable_with_the_servers_retry_after(keyvault_signing_request:
     assert caught.value.retry_after == 42
 
 
-def test_poll_is_permanent_because_cfssl_never_defers(cfssl: CfsslServer) -> None:
-    """There is no pending CFSSL request to poll: poll raises unknown_reference."""
-    with pytest.raises(PermanentError) as caught:
-        _authsign(cfssl).poll("anything")
-    assert caught.value.reason == "unknown_reference"
+def test_cfssl_never_defers_so_the_adapter_offers_no_poll(cfssl: CfsslServer) -> None:
+    """There is no pending CFSSL request to poll: the adapter is not a DeferringCAAdapter, so nothing polls it."""
+    assert not isinstance(_authsign(cfssl), DeferringCAAdapter)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +140,7 @@ def test_poll_is_permanent_because_cfssl_never_defers(cfssl: CfsslServer) -> Non
         ({"url": "http://cfssl.corp.example:8888"}, {}, "RENEWAL_CA_PROFILES"),
         ({"url": "https://cfssl.example", "colour": "red"}, {}, "RENEWAL_CA_PROFILES"),
         ({"url": "https://cfssl.example", "auth_key_setting": "K"}, {"K": "not-hex"}, "K"),
-        ({"url": "https://cfssl.example", "auth_key_setting": "K"}, {}, "K"),
+        ({"url": "https://cfssl.example", "auth_key_setting": "K"}, {}, "RENEWAL_CA_PROFILES"),
         ({"url": "https://cfssl.example", "timeout_seconds": 0}, {}, "RENEWAL_CA_PROFILES"),
         ({"url": "https://cfssl.example", "chain_path": "/nonexistent/chain.pem"}, {}, "RENEWAL_CA_PROFILES"),
     ],

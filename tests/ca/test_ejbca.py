@@ -12,9 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from devstack.localca import LocalCAFiles, create_local_ca
-from renewal.ca import CAAdapter, CAProfile, Issued, LocalCA, SigningRequest, adapter_for
-from renewal.ca._tls_client import new_session
+from renewal._shared.http import new_session
+from renewal.ca import CAAdapter, CAProfile, Issued, SigningRequest, adapter_for
 from renewal.ca.ejbca import EjbcaCA
+from renewal.ca.local import LocalCA
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 from tests.ca.contract import CAAdapterContract
 from tests.fakes.ejbca import FakeEjbca, running

@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devstack.localca import LocalCAFiles, create_local_ca, issue_leaf
-from renewal.ca import ADAPTERS, CAProfile, Issued, LocalCA, Pending, SigningRequest, adapter_for
+from renewal.ca import ADAPTERS, CAProfile, Issued, Pending, SigningRequest, adapter_for
+from renewal.ca.local import LocalCA
 from renewal.errors import ConfigurationError, PermanentError
-from renewal.verify import verify_issued
+from renewal.pure.verify import verify_issued
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SUBJECT = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "web.example.com")])
@@ -280,8 +281,8 @@ def test_poll_unknown_reference(ca_files: LocalCAFiles, tmp_path: Path, referenc
 
 
 def test_registry_builds_local_from_file_paths(ca_files: LocalCAFiles) -> None:
-    """The registry maps 'local' to LocalCA.from_profile, which reads the CA from PEM files."""
-    assert ADAPTERS["local"] == LocalCA.from_profile
+    """The registry maps 'local' to LocalCA, whose from_profile reads the CA from PEM files."""
+    assert ADAPTERS["local"] == ("renewal.ca.local", "LocalCA")
     options = ca_files.profile_options()
     options.pop("adapter")
     adapter = adapter_for(CAProfile("corp", "local", options), {})
@@ -337,7 +338,7 @@ def test_from_profile_approval_mode(ca_files: LocalCAFiles, tmp_path: Path) -> N
         ({"ca_cert_setting": "C", "ca_key_setting": "K", "ca_pfx_setting": "P"}, {}, "RENEWAL_CA_PROFILES"),
         ({"ca_cert_setting": "C", "ca_key_setting": "K"}, {"C": "nope", "K": "SECRETKEY"}, "C"),
         ({"ca_cert_setting": "C", "ca_key_setting": "K"}, {"C": "CERT", "K": "SECRETKEY"}, "K"),
-        ({"ca_cert_setting": "C", "ca_key_setting": "K"}, {"C": "CERT"}, "K"),
+        ({"ca_cert_setting": "C", "ca_key_setting": "K"}, {"C": "CERT"}, "RENEWAL_CA_PROFILES"),
         ({"ca_pfx_setting": "P"}, {"P": "SECRETKEY"}, "P"),
         ({"ca_cert_path": "CERT", "ca_key_path": "KEY", "validity_days": 0}, {}, "RENEWAL_CA_PROFILES"),
         ({"ca_cert_path": "CERT", "ca_key_path": "KEY", "approval": "manual"}, {}, "RENEWAL_CA_PROFILES"),

@@ -1,4 +1,5 @@
-"""Credentials never leave their host: no client that carries a credential or a CSR follows a redirect (DESIGN §4).
+"""Credentials never leave their host: no client that carries a credential or a CSR follows a redirect
+(docs/architecture.md §6).
 
 Each CA adapter, the Azure DNS provider and the outcome topic are pointed at a loopback URL that answers 302 or 307
 with a ``Location`` on a second loopback server that records everything it gets. Nothing may arrive there, the
@@ -22,14 +23,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from renewal._flow import Runtime
 from renewal.ca import CAAdapter, CAProfile, SigningRequest, adapter_for
 from renewal.ca.vault import VaultPKI
-from renewal.config import Settings
 from renewal.dns.azure import AzureDns
 from renewal.errors import ConfigurationError, PermanentError, RenewalError
-from renewal.keyvault import StaticTokenCredential
-from renewal.topic import OutcomeTopic
+from renewal.flow.runtime import build_runtime
+from renewal.settings import Settings
+from renewal.shells.keyvault import StaticTokenCredential
+from renewal.shells.topic import OutcomeTopic
 from tests.fakes.est import LoopbackTls
 from tests.fakes.redirecting import (
     LEAK_PATH,
@@ -444,7 +445,7 @@ def test_runtime_builds_a_topic_off_loopback_without_the_static_token() -> None:
             "RENEWAL_OUTCOME_TOPIC_ENDPOINT": "https://t.westeurope-1.eventgrid.azure.net/api/events",
         }
     )
-    runtime = Runtime.from_settings(settings, journal=object())
+    runtime = build_runtime(settings, journal=object())  # type: ignore[arg-type]
     assert isinstance(runtime.topic, OutcomeTopic)
 
 

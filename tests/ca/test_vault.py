@@ -14,7 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from devstack.localca import create_local_ca
-from renewal.ca import CAAdapter, CAProfile, LocalCA, SigningRequest, adapter_for
+from renewal.ca import CAAdapter, CAProfile, SigningRequest, adapter_for
+from renewal.ca.local import LocalCA
 from renewal.ca.vault import VaultPKI
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 from tests.ca.contract import CAAdapterContract
@@ -219,11 +220,13 @@ def test_bad_options_name_the_profile_and_option(options: dict[str, object], nam
     assert named in caught.value.message
 
 
-def test_missing_secret_setting_names_the_setting() -> None:
-    """A token setting that is not set is a ConfigurationError naming that app setting."""
+def test_missing_secret_setting_names_the_option() -> None:
+    """A token setting that is not set is a ConfigurationError naming the profile and option, not what it names."""
     with pytest.raises(ConfigurationError) as caught:
         adapter_for(CAProfile("v", "vault", {"url": "https://v", "role": "web", "token_setting": "NOT_SET"}), {})
-    assert caught.value.setting == "NOT_SET"
+    assert caught.value.setting == "RENEWAL_CA_PROFILES"
+    assert "profile 'v': option token_setting" in caught.value.message
+    assert "NOT_SET" not in caught.value.message
 
 
 def test_no_secret_reaches_logs_or_errors(

@@ -8,43 +8,43 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+from collections.abc import Callable
 
 import pytest
 
-import renewal
-from renewal.app import current_runtime
-from renewal.ca import ADAPTERS, CAProfile, Issued, Pending, SigningRequest
+from renewal.ca import CAAdapter, CAProfile, Issued, Pending, SigningRequest
 from renewal.errors import RetryableError
 from tests.durability.conftest import Durable
 from tests.fakes.ca import GarbageCA
+from tests.fakes.counting_ca import CountingCA
 
 KEYVAULT_SUCCESS = {"get": 200, "create": 202, "merge": 201}
 
 
 class FlakyCA:
-    """A CA that is down (a retryable error) the first time it is asked, then signs with the local CA."""
+    """A CA that is down (a retryable error) the first time it is asked, then signs as ``inner`` does."""
 
-    calls = 0
-
-    def __init__(self, inner: object) -> None:
+    def __init__(self, inner: CAAdapter) -> None:
         self._inner = inner
-
-    @classmethod
-    def from_profile(cls, profile: CAProfile, environ: dict[str, str]) -> FlakyCA:
-        options = {k: v for k, v in profile.options.items()}
-        return cls(ADAPTERS["counting-local"](CAProfile(profile.name, "counting-local", options), environ))
+        self.calls = 0
 
     def submit(self, request: SigningRequest) -> Issued | Pending:
-        FlakyCA.calls += 1
-        if FlakyCA.calls == 1:
+        self.calls += 1
+        if self.calls == 1:
             raise RetryableError("the CA answered 503", reason="ca_unavailable", retry_after=0)
-        return self._inner.submit(request)  # type: ignore[attr-defined, no-any-return]
-
-    def poll(self, reference: str) -> Issued | Pending:
-        return self._inner.poll(reference)  # type: ignore[attr-defined, no-any-return]
+        return self._inner.submit(request)
 
 
-def _inject(durable: Durable, monkeypatch: pytest.MonkeyPatch, step: str, fault: str) -> None:
+def _counting_ca(durable: Durable) -> CAAdapter:
+    """The counting CA the ``corp`` profile names, as the runtime would build it."""
+    options = json.loads(durable.stack.env_value("RENEWAL_CA_PROFILES"))["corp"]
+    adapter = options.pop("adapter")
+    return CountingCA.from_profile(CAProfile("corp", adapter, options), dict(os.environ))
+
+
+def _inject(durable: Durable, monkeypatch: pytest.MonkeyPatch, step: str, fault: str) -> Callable[[], None]:
+    """Inject ``fault`` at ``step``; return what takes it away again (after the event, before the sweeps)."""
     stack = durable.stack
     faults = stack.emulator.faults
     if step in KEYVAULT_SUCCESS:
@@ -57,33 +57,23 @@ def _inject(durable: Durable, monkeypatch: pytest.MonkeyPatch, step: str, fault:
             faults.script(step, 503, vault="kv1", delay=1.0)
         elif fault == "garbage":
             faults.script(step, KEYVAULT_SUCCESS[step], vault="kv1", body={"unexpected": "shape"})
-    elif step == "ca":
-        options = json.loads(stack.env_value("RENEWAL_CA_PROFILES"))["corp"]
-        if fault == "5xx":
-            FlakyCA.calls = 0
-            monkeypatch.setitem(ADAPTERS, "flaky", FlakyCA.from_profile)
-            monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": {**options, "adapter": "flaky"}}))
-        elif fault == "garbage":
-            monkeypatch.setitem(ADAPTERS, "garbage", GarbageCA.from_profile)
-            monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": {"adapter": "garbage"}}))
-            durable.restore_after_first_sweep = json.dumps({"corp": options})
-    elif step == "webhook":
-        if fault == "5xx":
-            stack.sink.fail_next(8, status=503)
-        elif fault == "timeout" or fault == "down":
-            stack.sink.down = True
-            durable.restore_after_first_sweep = "sink"
-        elif fault == "garbage":
-            stack.sink.fail_next(4, status=302, headers={"Location": "http://127.0.0.1:9/"})
+        return faults.clear
+    if step == "ca":
+        durable.adapters["corp"] = FlakyCA(_counting_ca(durable)) if fault == "5xx" else GarbageCA()
+        if fault == "garbage":
+            return lambda: durable.adapters.pop("corp")
+        return lambda: None
+    if fault == "5xx":
+        stack.sink.fail_next(8, status=503)
+    elif fault == "down":
+        stack.sink.down = True
+    elif fault == "garbage":
+        stack.sink.fail_next(4, status=302, headers={"Location": "http://127.0.0.1:9/"})
 
+    def sink_up() -> None:
+        stack.sink.down = False
 
-def _clear(durable: Durable, monkeypatch: pytest.MonkeyPatch) -> None:
-    durable.stack.emulator.faults.clear()
-    restore = getattr(durable, "restore_after_first_sweep", None)
-    if restore == "sink":
-        durable.stack.sink.down = False
-    elif restore:
-        monkeypatch.setenv("RENEWAL_CA_PROFILES", restore)
+    return sink_up
 
 
 CASES = [
@@ -104,22 +94,22 @@ def test_renewal_completes_despite_the_fault(
     stack = durable.stack
     stack.seed("web")
     event = stack.near_expiry_event("web")
-    _inject(durable, monkeypatch, step, fault)
+    clear = _inject(durable, monkeypatch, step, fault)
 
     with contextlib.suppress(RetryableError):  # transient: recorded, and raised so that Event Grid may redeliver
-        stack.deliver(event)
-    _clear(durable, monkeypatch)
+        durable.deliver(event)
+    clear()
     if step == "ca" and fault == "garbage":
-        stack.deliver(event)  # a permanent failure waits for the next event (or a manual renewal)
+        durable.deliver(event)  # a permanent failure waits for the next event (or a manual renewal)
     for _ in range(3):
-        renewal.run_sweep()
+        durable.sweep()
 
     assert len(stack.versions("web")) == 2
     for endpoint in ("a", "b"):
         received = durable.deliveries_to(endpoint)
         assert [d.status for d in received].count(204) == 1, endpoint
         assert len({d.headers["webhook-id"] for d in received}) == 1, "every attempt carries the same webhook-id"
-    record = current_runtime().journal.get("kv1", "web")
+    record = durable.runtime().journal.get("kv1", "web")
     assert record is not None
     assert record.step == "done"
     if step in KEYVAULT_SUCCESS and step != "merge":

@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-import renewal
-from renewal.app import current_runtime
-from renewal.sweep import sweep
+from renewal.errors import RetryableError
 from tests.durability.conftest import Durable
 
 
@@ -27,17 +25,17 @@ def test_deferred_issuance_is_polled_by_the_sweep_until_approved(durable: Durabl
     assert stack.env is not None
     stack.env.setenv("RENEWAL_CA_PROFILES", _approval_profile(durable))
     stack.seed("web")
-    stack.deliver(stack.near_expiry_event("web"))
+    durable.deliver(stack.near_expiry_event("web"))
     assert stack.recorder.last["status"] == "pending"
     [held] = list((stack.tmp / "approvals").glob("*.csr.pem"))
     reference = held.name.removesuffix(".csr.pem")
 
-    renewal.run_sweep()
+    durable.sweep()
     assert stack.recorder.last["status"] == "pending"
     assert len(stack.versions("web")) == 1
 
     (stack.tmp / "approvals" / f"{reference}.approved").touch()
-    renewal.run_sweep()
+    durable.sweep()
 
     assert stack.recorder.last["status"] == "renewed"
     assert len(stack.versions("web")) == 2
@@ -50,15 +48,15 @@ def test_denied_request_fails_for_good(durable: Durable) -> None:
     assert stack.env is not None
     stack.env.setenv("RENEWAL_CA_PROFILES", _approval_profile(durable))
     stack.seed("web")
-    stack.deliver(stack.near_expiry_event("web"))
+    durable.deliver(stack.near_expiry_event("web"))
     [held] = list((stack.tmp / "approvals").glob("*.csr.pem"))
     (stack.tmp / "approvals" / held.name.replace(".csr.pem", ".denied")).touch()
 
-    renewal.run_sweep()
+    durable.sweep()
     assert (stack.recorder.last["status"], stack.recorder.last["reason"]) == ("failed", "denied")
     assert stack.recorder.last["retryable"] is False
     outcomes = len(stack.recorder.outcomes)
-    report = renewal.run_sweep()
+    report = durable.sweep()
     assert report is not None
     assert report.resumed == []
     assert len(stack.recorder.outcomes) == outcomes
@@ -71,7 +69,7 @@ def test_sweep_renews_what_entered_its_window_without_an_event(durable: Durable)
     stack.seed("young", days_old=10, days_left=355)
     stack.seed("unmanaged", days_old=300, days_left=20, tags={})
 
-    report = renewal.run_sweep()
+    report = durable.sweep()
 
     assert report is not None
     assert [(o.certificate_name, o.status) for o in report.started] == [("due", "renewed")]
@@ -85,7 +83,7 @@ def test_window_tag_moves_the_renewal_forward(durable: Durable) -> None:
     half of 2 % of the lifetime: at most 7.3 days, and the certificate is 10 days old)."""
     stack = durable.stack
     stack.seed("eager", days_old=10, days_left=355, tags={"renewal-ca": "corp", "renewal-window": "0.01"})
-    report = renewal.run_sweep()
+    report = durable.sweep()
     assert report is not None
     assert [o.certificate_name for o in report.started] == ["eager"]
 
@@ -94,11 +92,11 @@ def test_sweep_stops_at_its_time_budget(durable: Durable) -> None:
     """With no time left the sweep starts nothing and says it ran out; the next run picks the work up."""
     stack = durable.stack
     stack.seed("due", days_old=300, days_left=60)
-    report = sweep(current_runtime(), budget_seconds=0)
+    report = durable.sweep(budget_seconds=0)
     assert report.out_of_time
     assert report.started == []
     assert len(stack.versions("due")) == 1
-    assert [o.certificate_name for o in sweep(current_runtime()).started] == ["due"]
+    assert [o.certificate_name for o in durable.sweep().started] == ["due"]
 
 
 def test_failing_renewal_close_to_expiry_alarms_at_every_sweep(
@@ -108,13 +106,13 @@ def test_failing_renewal_close_to_expiry_alarms_at_every_sweep(
     stack = durable.stack
     stack.seed("web", days_left=3)
     stack.emulator.faults.script("merge", 503, vault="kv1", count=1000)
-    with pytest.raises(renewal.errors.RetryableError):
-        stack.deliver(stack.near_expiry_event("web"))
+    with pytest.raises(RetryableError):
+        durable.deliver(stack.near_expiry_event("web"))
 
     for _ in range(2):
         caplog.clear()
         with caplog.at_level(logging.ERROR, logger="renewal"):
-            report = renewal.run_sweep()
+            report = durable.sweep()
         assert report is not None
         assert report.alarms == ["kv1/web"]
         alarms = [r for r in caplog.records if "reason=expiry_at_risk" in r.getMessage()]
@@ -128,9 +126,9 @@ def test_retries_are_never_scheduled_past_expiry(durable: Durable) -> None:
     stack.seed("web", days_left=61 / 1440)
     expires = stack.client.get_certificate("web").properties.expires_on
     stack.emulator.faults.script("merge", 503, vault="kv1", count=1000)
-    with pytest.raises(renewal.errors.RetryableError):
-        stack.deliver(stack.near_expiry_event("web"))
-    record = current_runtime().journal.get("kv1", "web")
+    with pytest.raises(RetryableError):
+        durable.deliver(stack.near_expiry_event("web"))
+    record = durable.runtime().journal.get("kv1", "web")
     assert record is not None
     assert record.next_attempt_at is not None
     assert datetime.fromtimestamp(record.next_attempt_at, UTC) <= expires

@@ -12,7 +12,8 @@ import pytest
 from devstack.functions_host import user_function
 from devstack.keyvault import KeyVaultEmulator
 from devstack.seed import seed_certificate
-from renewal.app import current_runtime
+from renewal.errors import RetryableError
+from renewal.flow.entry import current_runtime
 from tests.durability.conftest import Durable
 from tests.stack import Stack
 
@@ -56,8 +57,8 @@ def test_status_shows_work_under_way_failures_and_next_renewals(durable: Durable
     stack.seed("steady", days_old=10, days_left=300)
     stack.seed("web")
     stack.emulator.faults.script("merge", 503, vault="kv1", count=100)
-    with pytest.raises(Exception, match="Key Vault"):
-        stack.deliver(stack.near_expiry_event("web"))
+    with pytest.raises(RetryableError, match="Key Vault"):
+        durable.deliver(stack.near_expiry_event("web"))
 
     response = _call("renewal_status", "GET", "/api/status")
 

@@ -1,11 +1,18 @@
 """A Functions worker in its own process, for the crash and concurrency tests.
 
-It delivers one Event Grid event to ``function_app``'s Event Grid function, as the host does, with the
-environment the test prepared. With ``CRASH_AT=<step>[:<n>]`` it kills itself with SIGKILL at the n-th time the
-renewal reaches that step (the runtime's checkpoint hook), leaving whatever a real crash would leave.
-With ``START_AT=<unix seconds>`` it waits until then after importing, so that many workers start together.
+It builds the runtime as the app does, from the environment the test prepared, with two parts of the test's own:
 
-Usage: python -m tests.durability.worker EVENT_JSON_FILE
+- the clock: ``TEST_CLOCK_FILE`` names a ``tests.fakes.clock.FileClock``, the wall clock plus the offset the test
+  keeps in that file, so a claim this worker takes lapses when the test advances the clock, not after a sleep;
+- the checkpoint: with ``CRASH_AT=<checkpoint>`` (``begin``, ``submit``, ``poll``, ``merge``, ``deliver:sent``,
+  ``deliver``) it kills itself with SIGKILL the first time the renewal passes that checkpoint, leaving whatever a
+  real crash would leave.
+
+Then it hands one Event Grid event to the entry point the Event Grid trigger calls (converted through the
+``func.EventGridEvent`` the host builds), or runs the timer sweep. With ``WAIT_FOR_GO=1`` it writes one byte to
+stdout once it is ready and waits for its stdin to close, so that many workers start together.
+
+Usage: python -m tests.durability.worker EVENT_JSON_FILE | --sweep
 """
 
 from __future__ import annotations
@@ -14,45 +21,46 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 
-def _crash_at(spec: str) -> Callable[[str], None]:
-    step, _, nth = spec.partition(":")
-    wanted = int(nth or 1)
-    seen = 0
+def crash_at(checkpoint: str) -> Callable[[str], None]:
+    """A checkpoint hook that kills this process with SIGKILL when the renewal passes ``checkpoint``."""
 
-    def checkpoint(reached: str) -> None:
-        nonlocal seen
-        if reached == step:
-            seen += 1
-            if seen == wanted:
-                os.kill(os.getpid(), signal.SIGKILL)
+    def reached(step: str) -> None:
+        if step == checkpoint:
+            os.kill(os.getpid(), signal.SIGKILL)
 
-    return checkpoint
+    return reached
 
 
 def main() -> int:
-    from devstack.functions_host import event_grid_event, user_function
-    from renewal.app import current_runtime
-    from tests.fakes.counting_ca import register
+    from devstack.functions_host import event_grid_event
+    from renewal.flow.entry import event_grid_envelope, handle_event
+    from renewal.flow.runtime import build_runtime
+    from renewal.flow.sweep import sweep
+    from renewal.settings import Settings
+    from tests.fakes.clock import FileClock
 
-    register()
-    envelope = json.loads(Path(sys.argv[1]).read_text())
-    runtime = current_runtime()
+    target = sys.argv[1]
     crash = os.environ.get("CRASH_AT")
-    if crash:
-        runtime.checkpoint = _crash_at(crash)
-    start_at = float(os.environ.get("START_AT") or 0)
-    if start_at:
-        time.sleep(max(0.0, start_at - time.time()))
-    function = user_function("keyvault_certificate_events")
+    runtime = build_runtime(
+        Settings.from_environ(dict(os.environ)),
+        clock=FileClock(Path(os.environ["TEST_CLOCK_FILE"])),
+        checkpoint=crash_at(crash) if crash else None,
+    )
+    if os.environ.get("WAIT_FOR_GO") == "1":
+        sys.stdout.buffer.write(b"r")
+        sys.stdout.buffer.flush()
+        sys.stdin.buffer.read()
     try:
-        function(event_grid_event(envelope))
+        if target == "--sweep":
+            sweep(runtime)
+        else:
+            handle_event(event_grid_envelope(event_grid_event(json.loads(Path(target).read_text()))), runtime)
     except Exception as exc:  # the host would answer 500; the test reads the exit code
-        print(f"function raised {type(exc).__name__}", file=sys.stderr)
+        print(f"function raised {type(exc).__name__} {getattr(exc, 'reason', '')}", file=sys.stderr)
         return 3
     return 0
 

@@ -21,11 +21,9 @@ from __future__ import annotations
 import base64
 import html
 import secrets
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -35,7 +33,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from renewal.ca import Issued, LocalCA, SigningRequest
+from renewal.ca import Issued, SigningRequest
+from renewal.ca.local import LocalCA
+from tests.fakes.loopback import LoopbackServer, Request, Response
 
 __all__ = ["FakeCertsrv", "running"]
 
@@ -62,12 +62,13 @@ class FakeCertsrv:
     ntlm_negotiations: int = 0
     _requests: dict[int, dict[str, Any]] = field(default_factory=dict)
     _next_id: int = 41
-    _server: ThreadingHTTPServer | None = None
+    _ntlm: dict[tuple[str, int], Any] = field(default_factory=dict)
+    _server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def ntlm_user_file(self, directory: Path) -> Path:
         """Write the acceptor's credential store (``DOMAIN:USER:PASSWORD``) for ``NTLM_USER_FILE``."""
@@ -85,77 +86,51 @@ class FakeCertsrv:
         self._requests[int(request_id)]["state"] = "denied"
 
     def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # NTLM authenticates a connection, so the three legs must share one kept-alive connection.
-            protocol_version = "HTTP/1.1"
-            ntlm: Any = None
-
-            def do_GET(self) -> None:
-                self._handle(b"")
-
-            def do_POST(self) -> None:
-                self._handle(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-
-            def _handle(self, body: bytes) -> None:
-                fake.paths.append(self.path.split("?")[0])
-                if fake.down:
-                    self._send(503, "text/html", _PAGE.format(title="Service Unavailable", body="").encode())
-                    return
-                challenge = self._authenticate()
-                if challenge is not None:
-                    self._send(401, "text/html", b"<HTML>401 - Unauthorized</HTML>", {"WWW-Authenticate": challenge})
-                    return
-                status, content_type, data = fake._answer(self.command, self.path, body)
-                self._send(status, content_type, data)
-
-            def _authenticate(self) -> str | None:
-                header = self.headers.get("Authorization", "")
-                scheme, _, token = header.partition(" ")
-                if fake.auth == "basic":
-                    expected = base64.b64encode(f"{fake.username}:{fake.password}".encode()).decode()
-                    if scheme.lower() == "basic" and secrets.compare_digest(token.strip(), expected):
-                        fake.authenticated.append(fake.username)
-                        return None
-                    return 'Basic realm="ca01.corp.example"'
-                if scheme.upper() != "NTLM" or not token:
-                    return "NTLM"
-                message = base64.b64decode(token)
-                try:
-                    if message[8:12] == b"\x01\x00\x00\x00":
-                        fake.ntlm_negotiations += 1
-                        self.ntlm = spnego.server(protocol="ntlm")
-                        return "NTLM " + base64.b64encode(self.ntlm.step(message)).decode()
-                    if self.ntlm is None:
-                        return "NTLM"
-                    self.ntlm.step(message)
-                except spnego.exceptions.SpnegoError:
-                    self.ntlm = None
-                    return "NTLM"
-                fake.authenticated.append(str(self.ntlm.client_principal))
-                self.ntlm = None
-                return None
-
-            def _send(self, status: int, content_type: str, data: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = LoopbackServer(self.handle).start()
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
+
+    def handle(self, request: Request) -> Response:
+        """The answer function: certsrv's answer to ``request``, once it is authenticated."""
+        self.paths.append(request.path)
+        if self.down:
+            return _html(503, _PAGE.format(title="Service Unavailable", body="").encode())
+        challenge = self._authenticate(request)
+        if challenge is not None:
+            return _html(401, b"<HTML>401 - Unauthorized</HTML>", {"WWW-Authenticate": challenge})
+        status, content_type, data = self._answer(request.method, request.target, request.body)
+        return Response(status, data, {"Content-Type": content_type})
+
+    def _authenticate(self, request: Request) -> str | None:
+        """``None`` when ``request`` is authenticated, else the ``WWW-Authenticate`` challenge to answer."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if self.auth == "basic":
+            expected = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            if scheme.lower() == "basic" and secrets.compare_digest(token.strip(), expected):
+                self.authenticated.append(self.username)
+                return None
+            return 'Basic realm="ca01.corp.example"'
+        if scheme.upper() != "NTLM" or not token:
+            return "NTLM"
+        # NTLM authenticates a connection: negotiate, challenge and authenticate come on one kept-alive
+        # connection, so the acceptor is kept per client port.
+        message = base64.b64decode(token)
+        try:
+            if message[8:12] == b"\x01\x00\x00\x00":
+                self.ntlm_negotiations += 1
+                acceptor = self._ntlm[request.peer] = spnego.server(protocol="ntlm")
+                return "NTLM " + base64.b64encode(acceptor.step(message) or b"").decode()
+            acceptor = self._ntlm.pop(request.peer, None)
+            if acceptor is None:
+                return "NTLM"
+            acceptor.step(message)
+        except spnego.exceptions.SpnegoError:
+            self._ntlm.pop(request.peer, None)
+            return "NTLM"
+        self.authenticated.append(str(acceptor.client_principal))
+        return None
 
     def _answer(self, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
         parts = urlsplit(path)
@@ -239,6 +214,10 @@ class FakeCertsrv:
             entry["certificate"] = x509.load_pem_x509_certificate(issued.leaf_pem.encode())
         certificate: x509.Certificate = entry["certificate"]
         return certificate
+
+
+def _html(status: int, page: bytes, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(status, page, {"Content-Type": "text/html", **(headers or {})})
 
 
 def _error_page(title: str, disposition: str) -> bytes:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Mapping
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+from tests.fakes.loopback import LoopbackServer, Request, Response, json_response
 
 __all__ = ["AriFake"]
 
@@ -30,26 +30,44 @@ class AriFake:
         self.windows: dict[str, tuple[datetime, datetime]] = {}
         self.renewal_info_requests: list[tuple[str, str]] = []
         self.new_orders: list[dict[str, Any]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._server = LoopbackServer(self.handle)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     @property
     def directory_url(self) -> str:
         return f"{self.base_url}/directory"
 
     def __enter__(self) -> AriFake:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
+
+    def handle(self, request: Request) -> Response:
+        """The answer function: the directory, renewal information, and recorded (refused) orders."""
+        match request.method, request.path:
+            case "GET", "/directory":
+                return json_response(200, self._directory())
+            case "GET", path if path.startswith("/renewalInfo/"):
+                certificate_id = path.removeprefix("/renewalInfo/")
+                self.renewal_info_requests.append((certificate_id, request.headers.get("authorization", "")))
+                window = self.windows.get(certificate_id)
+                if window is None:
+                    return _problem(404, "malformed", "unknown certificate")
+                start, end = (moment.isoformat().replace("+00:00", "Z") for moment in window)
+                # RFC 9773 §4.3: the server says when to ask again.
+                return json_response(200, {"suggestedWindow": {"start": start, "end": end}}, {"Retry-After": "21600"})
+            case "POST", "/new-order" if self._record_new_orders:
+                payload = request.json()["payload"]
+                self.new_orders.append(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+                return _problem(400, "malformed", "recorded by the ARI fake")
+        return Response(404, json.dumps({"type": "about:blank"}).encode(), {"Content-Type": "application/problem+json"})
 
     def _directory(self) -> dict[str, Any]:
         directory = {**self._upstream, "renewalInfo": f"{self.base_url}/renewalInfo"}
@@ -57,49 +75,7 @@ class AriFake:
             directory["newOrder"] = f"{self.base_url}/new-order"
         return directory
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, body: object, content_type: str = "application/json") -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                if status == 200 and self.path.startswith("/renewalInfo/"):
-                    # RFC 9773 §4.3: the server says when to ask again.
-                    self.send_header("Retry-After", "21600")
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                if self.path == "/directory":
-                    self._send(200, fake._directory())
-                    return
-                if self.path.startswith("/renewalInfo/"):
-                    certificate_id = self.path.removeprefix("/renewalInfo/")
-                    fake.renewal_info_requests.append((certificate_id, self.headers.get("Authorization", "")))
-                    window = fake.windows.get(certificate_id)
-                    if window is None:
-                        problem = {"type": "urn:ietf:params:acme:error:malformed", "detail": "unknown certificate"}
-                        self._send(404, problem, "application/problem+json")
-                        return
-                    start, end = (moment.isoformat().replace("+00:00", "Z") for moment in window)
-                    self._send(200, {"suggestedWindow": {"start": start, "end": end}})
-                    return
-                self._send(404, {"type": "about:blank"}, "application/problem+json")
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                if self.path == "/new-order" and fake._record_new_orders:
-                    payload = body["payload"] + "=" * (-len(body["payload"]) % 4)
-                    fake.new_orders.append(json.loads(base64.urlsafe_b64decode(payload)))
-                    problem = {"type": "urn:ietf:params:acme:error:malformed", "detail": "recorded by the ARI fake"}
-                    self._send(400, problem, "application/problem+json")
-                    return
-                self._send(404, {"type": "about:blank"}, "application/problem+json")
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        return Handler
+def _problem(status: int, kind: str, detail: str) -> Response:
+    problem = {"type": f"urn:ietf:params:acme:error:{kind}", "detail": detail}
+    return Response(status, json.dumps(problem).encode(), {"Content-Type": "application/problem+json"})

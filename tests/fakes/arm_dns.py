@@ -15,10 +15,11 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
+
+from tests.fakes.loopback import LoopbackServer, Request, Response
 
 __all__ = ["API_VERSIONS", "ArmDnsFake", "ArmRequest"]
 
@@ -64,12 +65,11 @@ class ArmDnsFake:
         self.requests: list[ArmRequest] = []
         self.failures: list[tuple[str | None, int, dict[str, str]]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._server = LoopbackServer(self.handle)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def fail_next(self, status: int, headers: dict[str, str] | None = None, *, method: str | None = None) -> None:
         """Answer the next request (of ``method``, if given) with ``status`` and ``headers`` instead of serving it."""
@@ -84,107 +84,78 @@ class ArmDnsFake:
         return ["".join(entry["value"]) for entry in record.properties.get(key, [])]
 
     def __enter__(self) -> ArmDnsFake:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
+    def handle(self, request: Request) -> Response:
+        """The answer function: ARM's answer to ``request``."""
+        api_version = request.query.get("api-version", "")
+        body = request.json()
+        authorization = request.headers.get("authorization", "")
+        self.requests.append(ArmRequest(request.method, request.path, api_version, authorization, body))
+        failure = next((f for f in self.failures if f[0] in (None, request.method)), None)
+        if failure is not None:
+            self.failures.remove(failure)
+            return _json(failure[1], {"error": {"code": "Injected", "message": "injected failure"}}, failure[2])
+        if authorization != f"Bearer {self.token}":
+            return _error(401, "AuthenticationFailed", "Authentication failed.")
+        match = _PATH.match(request.path)
+        if match is None or request.method not in ("GET", "PUT", "DELETE"):
+            return _error(404, "InvalidResourceType", "The resource type could not be found.")
+        kind, zone, name = match["kind"], unquote(match["zone"]), unquote(match["name"])
+        if api_version != API_VERSIONS[kind]:
+            return _error(400, "InvalidApiVersionParameter", f"api-version {api_version!r} is not supported")
+        if (kind, unquote(match["sub"]), unquote(match["rg"]), zone) not in self.zones:
+            return _error(404, "ParentResourceNotFound", f"zone {zone} not found")
+        with self._lock:
+            return self._record_set(request, kind, zone, name, body)
 
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, body: object | None = None, headers: dict[str, str] | None = None) -> None:
-                data = b"" if body is None else json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                if data:
-                    self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def _record_set(self, request: Request, kind: str, zone: str, name: str, body: Any) -> Response:
+        key = (kind, zone, name)
+        current = self.records.get(key)
+        if request.method == "GET":
+            if current is None:
+                return _error(404, "NotFound", f"record set {name} not found")
+            return _json(200, _resource(request.path, name, kind, current))
+        if_match, if_none_match = request.headers.get("if-match"), request.headers.get("if-none-match")
+        if (if_match is not None and (current is None or current.etag != if_match)) or (
+            if_none_match == "*" and current is not None
+        ):
+            return _error(412, "PreconditionFailed", "The ETag does not match.")
+        if request.method == "DELETE":
+            if current is None:
+                return _json(204)
+            del self.records[key]
+            return _json(200)
+        properties = body.get("properties") if isinstance(body, dict) else None
+        expected = "TXTRecords" if kind == "dnsZones" else "txtRecords"
+        if not isinstance(properties, dict) or not isinstance(properties.get(expected), list):
+            return _error(400, "BadRequest", f"properties.{expected} is required")
+        record = _RecordSet(etag=secrets.token_hex(8), properties=properties)
+        self.records[key] = record
+        return _json(201 if current is None else 200, _resource(request.path, name, kind, record))
 
-            def _error(self, status: int, code: str, message: str) -> None:
-                self._send(status, {"error": {"code": code, "message": message}})
 
-            def _serve(self) -> None:
-                parts = urlsplit(self.path)
-                api_version = parse_qs(parts.query).get("api-version", [""])[0]
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                fake.requests.append(
-                    ArmRequest(self.command, parts.path, api_version, self.headers.get("Authorization", ""), body)
-                )
-                failure = next((f for f in fake.failures if f[0] in (None, self.command)), None)
-                if failure is not None:
-                    fake.failures.remove(failure)
-                    self._send(failure[1], {"error": {"code": "Injected", "message": "injected failure"}}, failure[2])
-                    return
-                if self.headers.get("Authorization") != f"Bearer {fake.token}":
-                    self._error(401, "AuthenticationFailed", "Authentication failed.")
-                    return
-                match = _PATH.match(parts.path)
-                if match is None:
-                    self._error(404, "InvalidResourceType", "The resource type could not be found.")
-                    return
-                kind, zone, name = match["kind"], unquote(match["zone"]), unquote(match["name"])
-                if api_version != API_VERSIONS[kind]:
-                    self._error(400, "InvalidApiVersionParameter", f"api-version {api_version!r} is not supported")
-                    return
-                if (kind, unquote(match["sub"]), unquote(match["rg"]), zone) not in fake.zones:
-                    self._error(404, "ParentResourceNotFound", f"zone {zone} not found")
-                    return
-                with fake._lock:
-                    self._record_set(kind, zone, name, body, parts.path)
+def _json(status: int, body: object | None = None, headers: dict[str, str] | None = None) -> Response:
+    data = b"" if body is None else json.dumps(body).encode()
+    content = {"Content-Type": "application/json; charset=utf-8"} if data else {}
+    return Response(status, data, {**(headers or {}), **content})
 
-            def _record_set(self, kind: str, zone: str, name: str, body: Any, path: str) -> None:
-                key = (kind, zone, name)
-                current = fake.records.get(key)
-                if_match, if_none_match = self.headers.get("If-Match"), self.headers.get("If-None-Match")
-                if self.command == "GET":
-                    if current is None:
-                        self._error(404, "NotFound", f"record set {name} not found")
-                    else:
-                        self._send(200, self._resource(path, name, kind, current))
-                    return
-                if (if_match is not None and (current is None or current.etag != if_match)) or (
-                    if_none_match == "*" and current is not None
-                ):
-                    self._error(412, "PreconditionFailed", "The ETag does not match.")
-                    return
-                if self.command == "DELETE":
-                    if current is None:
-                        self._send(204)
-                    else:
-                        del fake.records[key]
-                        self._send(200)
-                    return
-                properties = body.get("properties") if isinstance(body, dict) else None
-                expected = "TXTRecords" if kind == "dnsZones" else "txtRecords"
-                if not isinstance(properties, dict) or not isinstance(properties.get(expected), list):
-                    self._error(400, "BadRequest", f"properties.{expected} is required")
-                    return
-                record = _RecordSet(etag=secrets.token_hex(8), properties=properties)
-                fake.records[key] = record
-                self._send(201 if current is None else 200, self._resource(path, name, kind, record))
 
-            @staticmethod
-            def _resource(path: str, name: str, kind: str, record: _RecordSet) -> dict[str, Any]:
-                return {
-                    "id": path,
-                    "name": name,
-                    "type": f"Microsoft.Network/{kind}/TXT",
-                    "etag": record.etag,
-                    "properties": record.properties,
-                }
+def _error(status: int, code: str, message: str) -> Response:
+    return _json(status, {"error": {"code": code, "message": message}})
 
-            do_GET = do_PUT = do_DELETE = _serve
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        return Handler
+def _resource(path: str, name: str, kind: str, record: _RecordSet) -> dict[str, Any]:
+    return {
+        "id": path,
+        "name": name,
+        "type": f"Microsoft.Network/{kind}/TXT",
+        "etag": record.etag,
+        "properties": record.properties,
+    }

@@ -1,7 +1,8 @@
 """CA adapters that answer wrongly, for the tests of what must never be merged.
 
-They implement the real ``CAAdapter`` protocol and are registered in the real adapter registry by the tests,
-the way any adapter is plugged in.
+They implement the real ``CAAdapter`` protocol and are plugged in the way any adapter of one's own is: a CA
+profile names one by module path (``GARBAGE``, ``WRONG_KEY``), or a test hands an instance to
+``build_runtime(adapters=...)``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from devstack.localca import LocalCAFiles, create_local_ca, issue_leaf
 from renewal.ca import CAProfile, Issued, Pending, SigningRequest
 
-__all__ = ["GarbageCA", "WrongKeyCA"]
+__all__ = ["GARBAGE", "WRONG_KEY", "GarbageCA", "WrongKeyCA"]
+
+# The adapter names a CA profile gives to use these fakes (adapters of one's own, by module path).
+GARBAGE = "tests.fakes.ca:GarbageCA"
+WRONG_KEY = "tests.fakes.ca:WrongKeyCA"
 
 
 class WrongKeyCA:

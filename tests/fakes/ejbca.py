@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from renewal.ca import Issued, LocalCA, SigningRequest
-from tests.fakes.est import LoopbackTls, serve_tls
+from renewal.ca import Issued, SigningRequest
+from renewal.ca.local import LocalCA
+from tests.fakes.est import LoopbackTls
+from tests.fakes.loopback import LoopbackServer, Request, Response, json_response
 
 __all__ = ["FakeEjbca", "running"]
 
@@ -46,32 +46,23 @@ class FakeEjbca:
     enrollments: list[dict[str, Any]] = field(default_factory=list)
     client_subjects: list[str] = field(default_factory=list)
     url: str = ""
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
-                status, answer = fake._answer(self.path, body, peer)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server, self.url = serve_tls(Handler, self.tls.server_context(client_certificates="optional"))
+        # Mutual TLS: the handshake asks for a client certificate and verifies it against the TLS CA.
+        self._server = LoopbackServer(self.handle, tls=self.tls.server_context(client_certificates="optional"))
+        self.url = self._server.start().url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
+
+    def handle(self, request: Request) -> Response:
+        """The answer function: EJBCA's answer to ``request``."""
+        if request.method != "POST":
+            return json_response(405, {"error_code": 405, "error_message": "HTTP 405 Method Not Allowed"})
+        status, answer = self._answer(request.target, request.body, request.client_certificate)
+        return json_response(status, answer)
 
     def _answer(self, path: str, body: bytes, peer: Any) -> tuple[int, dict[str, Any]]:
         if self.down:

@@ -20,12 +20,10 @@ import hashlib
 import ipaddress
 import secrets
 import ssl
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +33,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from renewal.ca import Issued, LocalCA, SigningRequest
+from renewal.ca import Issued, SigningRequest
+from renewal.ca.local import LocalCA
+from tests.fakes.loopback import LoopbackServer, Request, Response
 
-__all__ = ["FakeEst", "LoopbackTls", "running", "serve_tls"]
+__all__ = ["FakeEst", "LoopbackTls", "running"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,16 +148,6 @@ def _key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def serve_tls(handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext | None) -> tuple[ThreadingHTTPServer, str]:
-    """Serve ``handler`` on 127.0.0.1 (HTTPS with ``context``) in a thread; return the server and its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    port = server.server_address[1]
-    return server, f"{'https' if context else 'http'}://127.0.0.1:{port}"
-
-
 @dataclass
 class FakeEst:
     """An EST server on loopback HTTPS; see the module docstring for what it checks."""
@@ -176,7 +166,7 @@ class FakeEst:
     client_subjects: list[str] = field(default_factory=list)
     _approved: set[str] = field(default_factory=set)
     _held: set[str] = field(default_factory=set)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
     url: str = ""
 
     def approve_all(self) -> None:
@@ -184,38 +174,22 @@ class FakeEst:
         self._approved |= self._held
 
     def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self._handle(b"")
-
-            def do_POST(self) -> None:
-                self._handle(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-
-            def _handle(self, body: bytes) -> None:
-                fake.paths.append(self.path)
-                peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
-                if peer:
-                    fake.client_subjects.append(str(dict(x[0] for x in peer["subject"]).get("commonName")))
-                status, headers, data = fake._answer(self.command, self.path, dict(self.headers.items()), body, peer)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        context = self.tls.server_context(client_certificates="optional")
-        self._server, self.url = serve_tls(Handler, context)
+        self._server = LoopbackServer(self.handle, tls=self.tls.server_context(client_certificates="optional"))
+        self.url = self._server.start().url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
+
+    def handle(self, request: Request) -> Response:
+        """The answer function: the EST server's answer to ``request``."""
+        self.paths.append(request.target)
+        if request.client_common_name is not None:
+            self.client_subjects.append(request.client_common_name)
+        status, headers, data = self._answer(
+            request.method, request.target, dict(request.headers), request.body, request.client_certificate
+        )
+        return Response(status, data, headers)
 
     def _answer(
         self, method: str, path: str, headers: dict[str, str], body: bytes, peer: Any

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from devstack.keyvault import ensure_tls_files
+from tests.fakes.loopback import LoopbackServer, Request, Response
 
 __all__ = ["FakeTopic"]
 
@@ -34,43 +33,31 @@ class FakeTopic:
     down: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     @property
     def endpoint(self) -> str:
         assert self._server is not None
-        return f"https://127.0.0.1:{self._server.server_address[1]}/api/events"
+        return f"{self._server.url}/api/events"
 
     def __enter__(self) -> FakeTopic:
         tls = ensure_tls_files(self.state_dir)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tls.server_cert_path, tls.server_key_path)
-        topic = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = topic._accept(self.path, dict(self.headers.items()), body)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(self.handle, tls=context).start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
+
+    def handle(self, request: Request) -> Response:
+        """The answer function: the topic's status for ``request`` (it answers no body)."""
+        if request.method != "POST":
+            return Response(405)
+        return Response(self._accept(request.path, dict(request.headers), request.body))
 
     def _accept(self, path: str, headers: dict[str, str], body: bytes) -> int:
         lowered = {k.lower(): v for k, v in headers.items()}

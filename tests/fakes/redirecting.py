@@ -1,7 +1,7 @@
 """Loopback servers for the "credentials never leave their host" tests: a recorder, a redirector, a tiny ACME server.
 
-- ``LoopbackServer(handler)`` serves one answer function on 127.0.0.1 (HTTP/1.1 keep-alive, optionally TLS) and
-  records every connection and request it gets, so a test can assert that *nothing at all* arrived;
+- ``LoopbackServer(handler)`` is ``tests.fakes.loopback``'s: one answer function on 127.0.0.1 that records every
+  connection and request it gets, so a test can assert that *nothing at all* arrived;
 - ``redirect_to(target, status)`` is the answer of a CA URL that redirects: ``status`` with a ``Location`` on
   ``target`` that carries userinfo, a path and a query, none of which an error message may repeat;
 - ``AcmeDirectory`` speaks just enough RFC 8555 (directory, nonces, account, order, finalize) for the adapter to
@@ -15,20 +15,19 @@ import ipaddress
 import json
 import secrets
 import ssl
-import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.fakes import loopback
+from tests.fakes.loopback import Request, Response
 
 __all__ = [
     "LEAK_PATH",
@@ -49,38 +48,17 @@ LEAK_PATH = "/collect/leaked-path"
 LEAK_QUERY = "token=leaked-query-token"
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One request a server got.
-
-    Attributes:
-        method: the HTTP method.
-        path: the request target (path and query).
-        headers: the headers, names lower-cased.
-        body: the body.
-        peer: the client's address and port (one per connection).
-    """
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    peer: tuple[str, int]
+# The names these tests give the loopback server's types.
+Received = Request
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What a server answers.
+class Answer(Response):
+    """A ``Response`` written status, headers, body: the order a redirect is read in."""
 
-    Attributes:
-        status: the HTTP status.
-        headers: extra headers.
-        body: the body.
-    """
+    __slots__ = ()
 
-    status: int
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
+    def __init__(self, status: int, headers: Mapping[str, str] | None = None, body: bytes = b"") -> None:
+        Response.__init__(self, status, body, dict(headers or {}))
 
     @classmethod
     def json(cls, status: int, value: object, **headers: str) -> Answer:
@@ -88,93 +66,16 @@ class Answer:
         return cls(status, {"Content-Type": "application/json", **headers}, json.dumps(value).encode())
 
 
-def _ok(request: Received) -> Answer:
-    return Answer.json(200, {})
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    connections = 0
-
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        # Called once per accepted connection, before any byte of the request is read.
-        self.connections += 1
-        return True
-
-
-class LoopbackServer:
-    """Serve ``handler`` on 127.0.0.1, over TLS with ``tls`` when given; use as a context manager.
-
-    Attributes:
-        received: every request, in order.
-    """
-
-    def __init__(self, handler: Callable[[Received], Answer] = _ok, *, tls: ssl.SSLContext | None = None) -> None:
-        self.received: list[Received] = []
-        self._handler = handler
-        self._server = _Server(("127.0.0.1", 0), self._request_handler())
-        if tls is not None:
-            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self._scheme = "https" if tls is not None else "http"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+class LoopbackServer(loopback.LoopbackServer):
+    """The loopback server (a recorder, answering 200, without a handler); ``received`` is its ``requests``."""
 
     @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"{self._scheme}://127.0.0.1:{self.port}"
-
-    @property
-    def connections(self) -> int:
-        """How many TCP connections were accepted (a request that was never completed still counts)."""
-        return self._server.connections
-
-    def __enter__(self) -> LoopbackServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _request_handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                request = Received(
-                    self.command,
-                    self.path,
-                    {k.lower(): v for k, v in self.headers.items()},
-                    body,
-                    (str(self.client_address[0]), int(self.client_address[1])),
-                )
-                server.received.append(request)
-                answer = server._handler(request)
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(answer.body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
+    def received(self) -> list[Request]:
+        """Every request, in order."""
+        return self.requests
 
 
-def redirect_to(target: LoopbackServer, status: int) -> Callable[[Received], Answer]:
+def redirect_to(target: loopback.LoopbackServer, status: int) -> Callable[[Received], Answer]:
     """Answer every request with ``status`` and a ``Location`` on ``target`` (with userinfo, path and query)."""
     scheme, _, rest = target.url.partition("://")
     location = f"{scheme}://{LEAK_USERINFO}@{rest}{LEAK_PATH}?{LEAK_QUERY}"
@@ -229,7 +130,7 @@ class AcmeDirectory:
         self.server.__exit__(kind, value, traceback)
 
     def _answer(self, request: Received) -> Answer:
-        path = urlsplit(request.path).path
+        path = request.path
         nonce = {"Replay-Nonce": secrets.token_urlsafe(16)}
         if path in self._redirects:
             return self._redirects[path](request)

@@ -8,25 +8,27 @@
   token (or the wrong namespace), 400 for an unreadable CSR, an unknown role or a name the role does not allow,
   404 for an unknown mount, 503 ``Vault is sealed`` when told to go down.
 
-It signs with a throw-away ``LocalCA`` and records each request's path and headers for the tests to inspect.
+It signs with a throw-away ``LocalCA`` (or any ``submit``, such as ``tests.fakes.hostile_ca.HostileSigner``) and
+records each request's path and headers for the tests to inspect. ``handle`` is its answer function, served by
+``tests.fakes.loopback.LoopbackServer``.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from renewal.ca import Issued, LocalCA, SigningRequest
+from renewal.ca import Issued, SigningRequest
+from renewal.ca.local import LocalCA
+from tests.fakes.loopback import LoopbackServer, Request, Response, json_response
 
 __all__ = ["FakeVault", "RecordedRequest", "running"]
 
@@ -42,7 +44,10 @@ class RecordedRequest:
 
 @dataclass
 class FakeVault:
-    """Vault's PKI sign endpoint and two auth methods; set ``down`` to answer 503 like a sealed Vault."""
+    """Vault's PKI sign endpoint and two auth methods; set ``down`` to answer 503 like a sealed Vault.
+
+    ``clock`` (seconds, monotonic) times the login tokens' leases: a test may advance it instead of sleeping.
+    """
 
     ca: LocalCA
     root_token: str = "fake-root-token"
@@ -53,44 +58,31 @@ class FakeVault:
     azure: tuple[str, str] | None = None
     lease_duration: int = 3600
     down: bool = False
+    clock: Callable[[], float] = time.monotonic
     requests: list[RecordedRequest] = field(default_factory=list)
     logins: int = 0
     _tokens: dict[str, float] = field(default_factory=dict)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                fake.requests.append(
-                    RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()})
-                )
-                status, answer = fake._answer(self.path, dict(self.headers.items()), body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = LoopbackServer(self.handle).start()
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
+
+    def handle(self, request: Request) -> Response:
+        """The answer function: Vault's answer to ``request``."""
+        self.requests.append(RecordedRequest(request.method, request.target, dict(request.headers)))
+        if request.method != "POST":
+            return json_response(405, {"errors": ["1 error occurred:\n\t* unsupported operation\n\n"]})
+        status, answer = self._answer(request.target, dict(request.headers), request.body)
+        return json_response(status, answer)
 
     def _answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         if self.down:
@@ -116,7 +108,7 @@ class FakeVault:
         if token and secrets.compare_digest(token, self.root_token):
             return True
         expires = self._tokens.get(token)
-        return expires is not None and time.monotonic() < expires
+        return expires is not None and self.clock() < expires
 
     def _login(self, method: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if method == "approle" and self.approle is not None:
@@ -132,7 +124,7 @@ class FakeVault:
             return 404, {"errors": ["route entry not found"]}
         self.logins += 1
         token = "hvs." + secrets.token_urlsafe(18)
-        self._tokens[token] = time.monotonic() + self.lease_duration
+        self._tokens[token] = self.clock() + self.lease_duration
         return 200, {
             "auth": {
                 "client_token": token,

@@ -245,13 +245,14 @@ def test_every_event_subscription_delivers_in_the_schema_a_parameter_picks() -> 
 
 @pytest.mark.parametrize("schema", DELIVERY_SCHEMAS)
 def test_the_app_reads_every_delivery_schema_the_template_offers(schema: str) -> None:
-    """For each schema a subscription may deliver, the sample events go through the azure-functions converter and the
-    app's edge (renewal.app.event_grid_envelope, renewal.intake.parse_event) and name their vault and certificate."""
+    """For each schema a subscription may deliver, the sample events go through the azure-functions converter and
+    the app's edge (renewal.flow.entry.event_grid_envelope, renewal.pure.intake.parse_event) and name their vault
+    and certificate."""
     from azure.functions import meta
 
-    from renewal.app import event_grid_envelope
-    from renewal.config import VaultConfig
-    from renewal.intake import RenewalRequest, parse_event
+    from renewal.flow.entry import event_grid_envelope
+    from renewal.pure.intake import RenewalRequest, parse_event
+    from renewal.settings import VaultConfig
 
     suffix = {"EventGridSchema": ".eventgrid.json", "CloudEventSchemaV1_0": ".cloudevent.json"}[schema]
     samples = sorted((ROOT / "tests" / "events").glob(f"*{suffix}"))
@@ -361,9 +362,9 @@ def test_every_setting_the_templates_set_is_read_by_the_app_or_named_as_the_plat
 
 
 def test_the_settings_the_templates_set_are_all_the_app_needs_to_start() -> None:
-    """With only the settings a default deployment sets, renewal/config.py accepts them and the journal connects."""
-    from renewal.config import Settings
-    from renewal.journal import table_client_from_environ
+    """With only the settings a default deployment sets, renewal/settings.py accepts them and the journal connects."""
+    from renewal.settings import Settings
+    from renewal.shells.journal import table_client_from_environ
 
     main = template("main.bicep")["parameters"]
     values = {
@@ -414,8 +415,8 @@ def test_maximum_instance_count_stays_in_flex_consumptions_range() -> None:
 
 
 def test_the_outcome_topic_the_templates_create_accepts_cloudevents() -> None:
-    """The app publishes CloudEvents 1.0 (renewal/topic.py); a topic we create takes them and refuses access keys."""
-    assert "CloudEvent" in (RENEWAL / "topic.py").read_text()
+    """The app publishes CloudEvents 1.0 (renewal/shells/topic.py); a topic we create takes them, refuses keys."""
+    assert "CloudEvent" in (RENEWAL / "shells" / "topic.py").read_text()
     [(relative, symbol, topic)] = list(resources("Microsoft.EventGrid/topics", created=True))
     properties = body(topic)["properties"]
     assert properties["inputSchema"] == "CloudEventSchemaV1_0", f"{relative}:{symbol}"

@@ -12,9 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from standardwebhooks.webhooks import Webhook
 
 import renewal
-from renewal.ca import ADAPTERS
 from renewal.errors import RetryableError
-from tests.fakes.ca import GarbageCA, WrongKeyCA
+from tests.fakes.ca import GARBAGE, WRONG_KEY
 from tests.integration.conftest import TOKEN, VAULT, WEBHOOK_SECRET, Stack
 
 
@@ -125,10 +124,9 @@ def test_unmanaged_certificate_is_skipped(stack: Stack) -> None:
 
 def test_ca_answer_for_another_key_is_not_merged(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """A CA certificate for another key fails verification: nothing merged, the pending operation kept."""
-    monkeypatch.setitem(ADAPTERS, "wrong-key", WrongKeyCA.from_profile)
     monkeypatch.setenv(
         "RENEWAL_CA_PROFILES",
-        json.dumps({"corp": {"adapter": "wrong-key", "ca_directory": str(stack.tmp / "ca")}}),
+        json.dumps({"corp": {"adapter": WRONG_KEY, "ca_directory": str(stack.tmp / "ca")}}),
     )
     stack.seed("web")
     stack.emulator.request_log.clear()
@@ -143,8 +141,7 @@ def test_ca_answer_for_another_key_is_not_merged(stack: Stack, monkeypatch: pyte
 
 def test_ca_answering_garbage_fails_cleanly(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """A CA that answers something that is not a certificate ends in one failed outcome, nothing merged."""
-    monkeypatch.setitem(ADAPTERS, "garbage", GarbageCA.from_profile)
-    monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": {"adapter": "garbage"}}))
+    monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": {"adapter": GARBAGE}}))
     stack.seed("web")
     stack.emulator.request_log.clear()
     stack.deliver(stack.near_expiry_event("web"))
@@ -158,7 +155,8 @@ def test_ca_answering_garbage_fails_cleanly(stack: Stack, monkeypatch: pytest.Mo
     [
         # Seeing only the placeholder, the resume reads the replaced version once: its issuer is the trust anchor.
         ("placeholder", ["get", "get_operation", "get_version", "merge"]),
-        ("previous", ["get", "create", "get_operation", "merge"]),
+        # The journal says a version is pending (SUBMIT): its CSR is read back, no create is tried for a 409.
+        ("previous", ["get", "get_operation", "merge"]),
     ],
     indirect=["stack"],
 )
@@ -167,9 +165,8 @@ def test_failed_renewal_resumes_its_pending_operation(
 ) -> None:
     """After a failure left the operation pending, a redelivery resumes it (placeholder seen, or Key Vault's 409
     when "get latest" answers with the previous version): one new version, with the key of the first CSR."""
-    monkeypatch.setitem(ADAPTERS, "garbage", GarbageCA.from_profile)
     good_profiles = json.dumps({"corp": stack.ca.profile_options()})
-    monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": {"adapter": "garbage"}}))
+    monkeypatch.setenv("RENEWAL_CA_PROFILES", json.dumps({"corp": {"adapter": GARBAGE}}))
     stack.seed("web")
     event = stack.near_expiry_event("web")
     stack.deliver(event)
@@ -327,8 +324,8 @@ def test_each_renewal_writes_exactly_one_log_line(stack: Stack) -> None:
     assert steps == [
         "step=read",
         "step=decide",
-        "step=begin_version",
-        "step=ca",
+        "step=begin",
+        "step=submit",
         "step=verify",
         "step=merge",
     ]

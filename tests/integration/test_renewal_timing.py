@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 
 import renewal
-from renewal._flow import Runtime
-from renewal.app import handle_event
-from renewal.ca import CAProfile, LocalCA
-from renewal.config import Settings
-from renewal.sweep import sweep
+from renewal.ca import CAProfile
+from renewal.ca.local import LocalCA
+from renewal.flow.entry import handle_event
+from renewal.flow.runtime import Runtime, build_runtime
+from renewal.flow.sweep import sweep
+from renewal.settings import Settings
+from renewal.steps import Step
 from tests.integration.conftest import Stack
 
 
@@ -31,7 +33,7 @@ def runtime_on_emulator_clock(
     settings = Settings.from_environ(dict(os.environ))
     options = {k: v for k, v in stack.ca.profile_options().items() if k != "adapter"}
     ca = LocalCA.from_profile(CAProfile("corp", "local", options), os.environ, clock=clock)
-    return Runtime.from_settings(settings, clock=clock, _adapters={"corp": ca}, **overrides)
+    return build_runtime(settings, clock=clock, adapters={"corp": ca}, **overrides)
 
 
 def seed_two_day_certificate(stack: Stack, name: str = "short", **tags: str) -> None:
@@ -50,8 +52,9 @@ def test_near_expiry_right_after_a_short_lived_merge_is_skipped_not_due(stack: S
 
     assert (outcome.status, outcome.reason) == ("skipped", "not_due")
     assert outcome.renews_from is not None
-    lifetime = timedelta(days=2)
-    assert stack.now() + lifetime * 0.6 < outcome.renews_from <= stack.now() + lifetime * 2 / 3
+    # Two thirds of the lifetime from its not-before, give or take the jitter's half of 2 % of the lifetime.
+    lifetime, not_before = timedelta(days=2), stack.now() - timedelta(minutes=1)
+    assert abs(outcome.renews_from - (not_before + lifetime * 2 / 3)) <= lifetime * 0.01
     assert stack.authenticated_requests() == 1  # the read that decided, nothing more
     assert len(stack.versions("short")) == 1
     assert not stack.sink.deliveries
@@ -62,11 +65,12 @@ def test_the_sweep_renews_a_short_lived_certificate_once_two_thirds_have_elapsed
     seed_two_day_certificate(stack)
     runtime = runtime_on_emulator_clock(stack)
 
-    stack.emulator.clock.advance(timedelta(hours=30).total_seconds())
+    # Due after 32 hours, give or take the jitter (half of 2 % of 48 hours: 29 minutes).
+    stack.emulator.clock.advance(timedelta(hours=31).total_seconds())
     early = sweep(runtime)
     assert early.started == []
 
-    stack.emulator.clock.advance(timedelta(hours=2, minutes=1).total_seconds())
+    stack.emulator.clock.advance(timedelta(hours=1, minutes=30).total_seconds())
     report = sweep(runtime)
     assert [(o.certificate_name, o.status) for o in report.started] == [("short", "renewed")]
     assert len(stack.versions("short")) == 2
@@ -195,7 +199,7 @@ def test_a_lost_claim_is_skipped_renewal_in_progress_and_not_raised(stack: Stack
     thief = runtime_on_emulator_clock(stack, clock=now, worker_id="thief")
 
     def take_over(step: str) -> None:
-        if step == "created":
+        if step == Step.BEGIN:
             clock["offset"] = timedelta(hours=2)  # past the claim's 10 minutes
             assert thief.journal.claim("kv1", "web", "thief") is not None
 

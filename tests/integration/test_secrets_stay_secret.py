@@ -137,7 +137,7 @@ def leaked(text: str) -> list[str]:
 
 
 def journal_rows(stack: Stack) -> str:
-    from renewal.app import current_runtime
+    from renewal.flow.entry import current_runtime
 
     table = current_runtime().journal._ensure_table()  # the test reads the rows as they are stored
     return json.dumps([dict(entity) for entity in table.list_entities()], default=str)

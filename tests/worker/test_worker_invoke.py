@@ -25,7 +25,7 @@ APP_DIR = Path(__file__).resolve().parents[2]
 EVENTS_DIR = APP_DIR / "tests" / "events"
 EVENT_FUNCTION = "keyvault_certificate_events"
 
-# The trigger of each function the app declares or plans (issue 6 / DESIGN.md section 5). A function that
+# The trigger of each function the app declares or plans (issue 6 / docs/architecture.md §3). A function that
 # exists must match its entry; the exact bindings of the Event Grid one are pinned below.
 TRIGGERS: dict[str, dict[str, object]] = {
     EVENT_FUNCTION: {"type": "eventGridTrigger", "name": "event"},

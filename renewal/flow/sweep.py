@@ -1,4 +1,4 @@
-"""The timer sweep: the safety net for everything events miss (DESIGN §2).
+"""The timer sweep: the safety net for everything events miss (docs/architecture.md §4).
 
 Each run, within a time budget well under ``functionTimeout`` (what is left waits for the next run):
 
@@ -21,21 +21,23 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from renewal._flow import Runtime, renew
 from renewal.ca import RenewalInfoSource
-from renewal.config import Settings, VaultConfig
 from renewal.errors import RenewalError
-from renewal.intake import RenewalRequest, on_demand_request
-from renewal.journal import RenewalRecord
-from renewal.keyvault import ListedCertificate
+from renewal.flow.renew import renew
+from renewal.flow.runtime import Runtime
 from renewal.outcome import Outcome, log_outcome
-from renewal.plan import profile_for
-from renewal.tags import CA_PROFILE_TAG, is_paused, tag_value
-from renewal.window import WindowRule, window_key
+from renewal.pure.intake import RenewalRequest, on_demand_request
+from renewal.pure.plan import ListedCertificate, listed_window_start, profile_for
+from renewal.pure.tags import is_paused
+from renewal.settings import VaultConfig
+from renewal.shells.journal import RenewalRecord
 
-__all__ = ["SweepReport", "sweep", "window_start"]
+__all__ = ["SweepReport", "sweep"]
 
 logger = logging.getLogger("renewal")
+
+# The journal's own bound per trim call (renewal.shells.journal): a full batch means there may be more.
+_TRIM_BATCH = 100
 
 
 @dataclass
@@ -50,6 +52,7 @@ class SweepReport:
         failed: outcomes of certificates the sweep could not even consider (a broken tag, say); the others go on.
         paused: certificates passed over because their ``renewal-paused`` tag is set.
         alarms: certificates whose renewal keeps failing close to expiry.
+        trimmed: outbox rows deleted past their retention.
         out_of_time: whether the budget ran out before the work did.
     """
 
@@ -60,6 +63,7 @@ class SweepReport:
     failed: list[Outcome] = field(default_factory=list)
     paused: list[str] = field(default_factory=list)
     alarms: list[str] = field(default_factory=list)
+    trimmed: int = 0
     out_of_time: bool = False
 
 
@@ -71,50 +75,86 @@ def sweep(
     Raises:
         RetryableError: the journal is unreachable (the next run tries again).
     """
-    settings = runtime.settings
-    deadline = monotonic() + (budget_seconds if budget_seconds is not None else settings.sweep_budget_seconds)
+    seconds = budget_seconds if budget_seconds is not None else runtime.settings.sweep_budget_seconds
+    budget = _Budget(deadline=monotonic() + seconds, monotonic=monotonic)
     report = SweepReport()
-    vault_names = [v.name for v in settings.vaults.values()]
-    now = runtime.clock()
+    vault_names = [v.name for v in runtime.settings.vaults.values()]
+    _resume_due(runtime, vault_names, budget, report)
+    _redeliver_due(runtime, vault_names, budget, report)
+    _renew_what_is_due(runtime, vault_names, budget, report)
+    report.alarms = _alarms(runtime, vault_names)
+    _trim(runtime, budget, report)
+    report.out_of_time = budget.ran_out
+    logger.info(
+        "sweep resumed=%d started=%d failed=%d paused=%d deliveries_sent=%d deliveries_failed=%d alarms=%d "
+        "trimmed=%d out_of_time=%s",
+        len(report.resumed),
+        len(report.started),
+        len(report.failed),
+        len(report.paused),
+        report.deliveries_sent,
+        report.deliveries_failed,
+        len(report.alarms),
+        report.trimmed,
+        report.out_of_time,
+    )
+    return report
 
-    for record in runtime.journal.due_records(now.timestamp(), vault_names):
-        if monotonic() >= deadline:
-            report.out_of_time = True
-            break
+
+@dataclass
+class _Budget:
+    """The sweep's time budget: each phase stops when it is spent, and the next run picks the rest up."""
+
+    deadline: float
+    monotonic: Callable[[], float]
+    ran_out: bool = False
+
+    def spent(self) -> bool:
+        if self.monotonic() >= self.deadline:
+            self.ran_out = True
+        return self.ran_out
+
+
+def _resume_due(runtime: Runtime, vault_names: list[str], budget: _Budget, report: SweepReport) -> None:
+    """Renewals whose retry time has come or whose worker died (claim lapsed), and deferred CA requests."""
+    for record in runtime.journal.due_records(runtime.clock().timestamp(), vault_names):
+        if budget.spent():
+            return
         outcome = _run(runtime, _request_for(runtime, record.vault_name, record.certificate_name))
         if outcome is not None:
             report.resumed.append(outcome)
 
-    due_items = [
-        item
-        for item in runtime.journal.outbox(vault_names)
-        if item.status == "pending" and item.next_attempt_at <= runtime.clock().timestamp()
-    ]
+
+def _redeliver_due(runtime: Runtime, vault_names: list[str], budget: _Budget, report: SweepReport) -> None:
+    """Notifications whose next attempt has come (dead-lettered past the maximum age by the deliverer)."""
+    now = runtime.clock().timestamp()
+    due = [i for i in runtime.journal.outbox(vault_names) if i.status == "pending" and i.next_attempt_at <= now]
     deliverer = runtime.deliverer()
-    for item in due_items:
-        if monotonic() >= deadline:
-            report.out_of_time = True
-            break
+    for item in due:
+        if budget.spent():
+            return
         for delivery in deliverer.send([item]):
             if delivery.delivered:
                 report.deliveries_sent += 1
             else:
                 report.deliveries_failed += 1
 
-    records = {(r.vault_name.lower(), r.certificate_name.lower()): r for r in runtime.journal.records(vault_names)}
-    for vault in settings.vaults.values():
-        if monotonic() >= deadline:
-            report.out_of_time = True
-            break
+
+def _renew_what_is_due(runtime: Runtime, vault_names: list[str], budget: _Budget, report: SweepReport) -> None:
+    """Managed certificates inside their window with no renewal under way; one certificate at a time, alone."""
+    journal = runtime.journal.records(vault_names)
+    records = {(r.vault_name.lower(), r.certificate_name.lower()): r for r in journal}
+    for vault in runtime.settings.vaults.values():
+        if budget.spent():
+            return
         try:
             listed = runtime.keyvault.vault(vault.url).list_certificate_properties()
         except RenewalError as exc:
             logger.warning("sweep could not list vault=%s reason=%s: %s", vault.name, exc.reason, exc.message)
             continue
         for properties in listed:
-            if monotonic() >= deadline:
-                report.out_of_time = True
-                break
+            if budget.spent():
+                return
             known = records.get((vault.name.lower(), properties.name.lower()))
             if known is not None and known.under_way:
                 continue
@@ -130,26 +170,18 @@ def sweep(
                 report.failed.append(_unconsidered(vault.name, properties.name, "internal_error", type(exc).__name__))
                 logger.debug("sweep could not consider certificate=%s", properties.name, exc_info=True)
                 continue
-            if request is None:
-                continue
             outcome = _run(runtime, request)
             if outcome is not None:
                 report.started.append(outcome)
 
-    report.alarms = _alarms(runtime, vault_names)
-    logger.info(
-        "sweep resumed=%d started=%d failed=%d paused=%d deliveries_sent=%d deliveries_failed=%d alarms=%d "
-        "out_of_time=%s",
-        len(report.resumed),
-        len(report.started),
-        len(report.failed),
-        len(report.paused),
-        report.deliveries_sent,
-        report.deliveries_failed,
-        len(report.alarms),
-        report.out_of_time,
-    )
-    return report
+
+def _trim(runtime: Runtime, budget: _Budget, report: SweepReport) -> None:
+    """Delivered and dead-lettered rows past their retention go, a bounded batch at a time, while time is left."""
+    while not budget.spent():
+        trimmed = runtime.journal.trim(runtime.clock().timestamp())
+        report.trimmed += trimmed
+        if trimmed < _TRIM_BATCH:
+            return
 
 
 def _due_request(runtime: Runtime, vault: VaultConfig, listed: ListedCertificate) -> RenewalRequest | None:
@@ -158,10 +190,10 @@ def _due_request(runtime: Runtime, vault: VaultConfig, listed: ListedCertificate
     Raises:
         PermanentError: the certificate's tags cannot be read (reason ``invalid_tag``, ``unknown_ca_profile``).
     """
-    start = window_start(runtime.settings, vault.name, listed)
+    start = listed_window_start(runtime.settings, vault.name, listed)
     if start is None:
         return None
-    # The run nearest the window's start renews, not the first after it (see renewal.plan.decide).
+    # The run nearest the window's start renews, not the first after it (see renewal.pure.plan.decide).
     interval = runtime.settings.sweep_interval
     if runtime.clock() >= start - (interval / 2 if interval else timedelta(0)):
         return on_demand_request(vault, listed.name, trigger="sweep")
@@ -223,21 +255,6 @@ def _run(runtime: Runtime, request: RenewalRequest | None) -> Outcome | None:
 def _request_for(runtime: Runtime, vault_name: str, certificate_name: str) -> RenewalRequest | None:
     vault = runtime.settings.vaults.get(vault_name.lower())
     return on_demand_request(vault, certificate_name, trigger="sweep") if vault is not None else None
-
-
-def window_start(settings: Settings, vault_name: str, listed: ListedCertificate) -> datetime | None:
-    """When the sweep starts renewing a listed certificate; ``None`` when it is not managed or has no validity.
-
-    Raises:
-        PermanentError: reason ``invalid_tag``, when its ``renewal-window`` tag does not parse.
-    """
-    managed = bool(tag_value(listed.tags, CA_PROFILE_TAG)) or settings.default_ca_profile is not None
-    if not managed or listed.not_before is None or listed.expires_on is None:
-        return None
-    key = window_key(vault_name, listed.name, listed.not_before)
-    return WindowRule(fraction=settings.window_fraction, jitter=settings.window_jitter).start(
-        not_before=listed.not_before, expires_on=listed.expires_on, tags=listed.tags, key=key
-    )
 
 
 def _alarms(runtime: Runtime, vault_names: list[str]) -> list[str]:

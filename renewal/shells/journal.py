@@ -1,17 +1,24 @@
-"""The journal: what Key Vault cannot hold about a renewal, in Azure Table Storage (DESIGN §2).
+"""The journal: what Key Vault cannot hold about a renewal, in Azure Table Storage (docs/architecture.md §4).
 
-One table, partitioned by vault, holds two kinds of rows:
+One table, partitioned by vault (``PartitionKey`` = the vault's name, lower-cased), holds two kinds of rows::
 
-- a **renewal record** per (vault, certificate), ``RowKey = "r|<certificate>"``: the current step, the pending
-  request id and CSR hash, the CA's reference, the issued certificate once the CA answered, the new version once
-  merged, attempts, next attempt time, last error, a bounded history of outcomes, and the claim;
-- an **outbox row** per delivery, ``RowKey = "o|<webhook-id>"``: the payload to send, attempts, next attempt time,
-  status (``pending``, ``delivered``, ``dead``).
+    r|<certificate>                  the renewal record: one per certificate, read by a point query
+    o|<certificate>|<webhook-id>     an outbox row: one per delivery, found by a RowKey prefix range on its
+                                     certificate, so a renewal reads its own rows and nobody else's
+
+(``<certificate>`` lower-cased.) The record holds the step, the pending request id and CSR hash, the CA's
+reference, the issued certificate once the CA answered, the new version once merged, attempts, next attempt
+time, last error, a bounded history of outcomes, and the claim. An outbox row holds the payload to send,
+attempts, next attempt time and status (``pending``, ``delivered``, ``dead``); ``trim`` deletes settled rows
+(delivered or dead) once they are older than the retention period, so the table stays as large as the fleet.
 
 The record's etag is the lock: every write is conditional on the etag read, so two workers cannot both act on
-one renewal. A claim carries an expiry, so a crashed worker's claim is taken over once it lapses. Merging a new
-version writes the record and its outbox rows in one entity-group transaction (same partition), so a
-notification can never be lost between the two.
+one renewal. A claim carries an expiry, so a crashed worker's claim is taken over once it lapses. Saving a
+record with outbox rows is one entity-group transaction (same partition), so a notification can never be lost
+between the two.
+
+Rows written before this layout are still read: a step under its old name (``Step.stored``), a chain as
+concatenated PEM text, and outbox rows keyed ``o|<webhook-id>`` (see ``Journal.outbox``).
 """
 
 from __future__ import annotations
@@ -19,21 +26,27 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from renewal.errors import ConfigurationError, RetryableError
+from renewal.errors import ClaimLostError, ConfigurationError, RetryableError
+from renewal.steps import Step
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
 __all__ = [
     "HISTORY_LIMIT",
+    "OUTBOX_PER_SAVE",
+    "RETENTION_SECONDS",
     "ClaimLostError",
     "Journal",
     "OutboxItem",
+    "ReadCount",
+    "RenewalJournal",
     "RenewalRecord",
     "table_client_from_environ",
 ]
@@ -41,6 +54,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 10
+# Settled outbox rows are kept this long after they were queued, for the status page and the operator.
+RETENTION_SECONDS = 7 * 24 * 3600.0
+# An entity-group transaction holds at most 100 operations: the record and up to 99 outbox rows.
+OUTBOX_PER_SAVE = 99
+_TRIM_LIMIT = 100
 # Azurite's documented development account and default Table endpoint (not a secret).
 _AZURITE_DEFAULT = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
@@ -49,16 +67,11 @@ _AZURITE_DEFAULT = (
 )
 _RECORD = "r|"
 _OUTBOX = "o|"
-
-# Steps a renewal moves through; "done" and "idle" mean nothing is under way.
-STEPS = ("idle", "begun", "submitting", "pending_ca", "issued", "merged", "done", "failed")
-UNDER_WAY = frozenset({"begun", "submitting", "pending_ca", "issued", "merged", "failed"})
-
-
-class ClaimLostError(RetryableError):
-    """Another worker changed the record since this one read it: stop, it owns the renewal now."""
-
-    reason = "claim_lost"
+# Outbox rows from before the per-certificate keys are "o|<webhook-id>", and every webhook id was "msg_<hex>"
+# (flow.deliveries.queue_for). Key Vault names hold only letters, digits and '-', so no "o|<certificate>|" row
+# falls in this range.
+_LEGACY_OUTBOX = "o|msg_"
+_PEM_END = "-----END CERTIFICATE-----"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +81,14 @@ class RenewalRecord:
     Attributes:
         vault_name: the vault (as configured).
         certificate_name: the certificate.
-        step: one of ``STEPS``.
+        step: where the renewal stands (``renewal.steps.Step``).
         ca_profile: the CA profile in use.
         previous_version: the version being replaced.
         request_id: Key Vault's pending operation id.
         csr_sha256: hash of the CSR the renewal works with (hex).
         ca_reference: the CA's handle for a deferred request.
         issued_leaf_pem: the CA's answer, kept so that a crash before the merge does not ask the CA again.
-        issued_chain_pem: its chain, PEM certificates concatenated.
+        issued_chain: its chain, one PEM certificate each, nearest issuer first.
         new_version: the merged version.
         expires_on: expiry (Unix seconds) of the version being renewed: retries never go past it.
         attempts: failed attempts of the current renewal.
@@ -90,14 +103,14 @@ class RenewalRecord:
 
     vault_name: str
     certificate_name: str
-    step: str = "idle"
+    step: Step = Step.BEGIN
     ca_profile: str | None = None
     previous_version: str | None = None
     request_id: str | None = None
     csr_sha256: str | None = None
     ca_reference: str | None = None
     issued_leaf_pem: str | None = field(default=None, repr=False)
-    issued_chain_pem: str | None = field(default=None, repr=False)
+    issued_chain: tuple[str, ...] = field(default=(), repr=False)
     new_version: str | None = None
     expires_on: float | None = None
     attempts: int = 0
@@ -111,8 +124,8 @@ class RenewalRecord:
 
     @property
     def under_way(self) -> bool:
-        """Whether a renewal is in progress (or failed and waiting for a retry)."""
-        return self.step in UNDER_WAY
+        """Whether a renewal holds state in Key Vault or the CA that must be carried on."""
+        return self.step.under_way
 
     def with_outcome(self, outcome: Mapping[str, object]) -> RenewalRecord:
         """Append an outcome to the bounded history."""
@@ -132,7 +145,8 @@ class OutboxItem:
         payload: the JSON body (no secrets: endpoints' secrets are looked up at delivery time).
         status: ``pending``, ``delivered`` or ``dead``.
         attempts: deliveries tried so far.
-        created_at: when it was queued (Unix seconds); deliveries older than the maximum age are dead-lettered.
+        created_at: when it was queued (Unix seconds); deliveries older than the maximum age are dead-lettered,
+            and settled ones older than the retention period are trimmed.
         next_attempt_at: when it is due (Unix seconds).
         last_error: why the last attempt failed.
         etag: the version of the row this was read from.
@@ -150,6 +164,46 @@ class OutboxItem:
     next_attempt_at: float = 0.0
     last_error: str | None = None
     etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(slots=True)
+class ReadCount:
+    """The storage reads a journal has made: requests sent, and the entities they brought back."""
+
+    requests: int = 0
+    entities: int = 0
+
+
+class RenewalJournal(Protocol):
+    """What the flow needs of a journal: ``Journal`` (Table Storage) and ``renewal.testing.InMemoryJournal``.
+
+    Both pass one contract (``tests/shells/test_journal_contract.py``); see ``Journal`` for each method.
+    """
+
+    @property
+    def reads(self) -> ReadCount: ...
+
+    def claim(self, vault_name: str, certificate_name: str, owner: str) -> RenewalRecord | None: ...
+
+    def get(self, vault_name: str, certificate_name: str) -> RenewalRecord | None: ...
+
+    def save(self, record: RenewalRecord, *, outbox: Sequence[OutboxItem] = ()) -> RenewalRecord: ...
+
+    def release(self, record: RenewalRecord, *, outbox: Sequence[OutboxItem] = ()) -> RenewalRecord: ...
+
+    def add_outbox(self, items: Sequence[OutboxItem]) -> None: ...
+
+    def records(self, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]: ...
+
+    def due_records(self, now: float, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]: ...
+
+    def outbox(
+        self, vault_names: Iterable[str] | None = None, *, certificate_name: str | None = None
+    ) -> list[OutboxItem]: ...
+
+    def save_outbox(self, item: OutboxItem) -> OutboxItem | None: ...
+
+    def trim(self, now: float, *, limit: int = _TRIM_LIMIT) -> int: ...
 
 
 def table_client_from_environ(environ: Mapping[str, str], table_name: str) -> TableClient:
@@ -201,13 +255,15 @@ def table_client_from_environ(environ: Mapping[str, str], table_name: str) -> Ta
 
 
 class Journal:
-    """Renewal records and the outbox, with the etag as the lock.
+    """Renewal records and the outbox in Azure Table Storage, with the etag as the lock.
 
     Args:
         table: the table client (created on first use if the table does not exist).
         clock: Unix seconds now (injected in tests).
         claim_seconds: how long a claim holds before another worker may take it over; well above the longest
             invocation (``functionTimeout``) so a live worker never loses its claim.
+        retention_seconds: how long a settled (delivered or dead) outbox row is kept after it was queued, before
+            ``trim`` deletes it; keep it above the deliveries' maximum age so a dead letter stays visible.
     """
 
     def __init__(
@@ -216,11 +272,22 @@ class Journal:
         *,
         clock: Callable[[], float] = time.time,
         claim_seconds: float = 600.0,
+        retention_seconds: float = RETENTION_SECONDS,
     ) -> None:
         self._table = table
         self._clock = clock
         self._claim_seconds = claim_seconds
+        self._retention_seconds = retention_seconds
         self._table_ready = False
+        self._reads = ReadCount()
+        # Partitions (None: the whole table) seen without outbox rows of the old layout: this code never writes
+        # one, so once a partition has none, reading a certificate's outbox stops looking for them.
+        self._no_legacy_rows: set[str | None] = set()
+
+    @property
+    def reads(self) -> ReadCount:
+        """The storage reads this journal has made so far (point reads and query pages, and their entities)."""
+        return self._reads
 
     # --- renewal records -----------------------------------------------------------------------------------
 
@@ -231,22 +298,22 @@ class Journal:
             RetryableError: storage is unavailable.
         """
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
         now = self._clock()
         for _ in range(3):
             record = self.get(vault_name, certificate_name)
             if record is None:
-                fresh = RenewalRecord(vault_name, certificate_name, claim_owner=owner, claim_expires_at=now + 1)
-                claimed = replace(fresh, claim_expires_at=now + self._claim_seconds)
+                claimed = RenewalRecord(
+                    vault_name, certificate_name, claim_owner=owner, claim_expires_at=now + self._claim_seconds
+                )
                 try:
                     with _storage("create the renewal record"):
                         metadata = self._ensure_table().create_entity(_record_entity(claimed))
                 except ResourceExistsError:
                     continue
                 return replace(claimed, etag=metadata.get("etag"))
-            live = record.claim_owner and (record.claim_expires_at or 0) > now and record.claim_owner != owner
-            if live:
+            if _claimed_by_another(record, owner, now):
                 return None
             claimed = replace(record, claim_owner=owner, claim_expires_at=now + self._claim_seconds)
             try:
@@ -257,37 +324,45 @@ class Journal:
                         etag=record.etag,
                         match_condition=MatchConditions.IfNotModified,
                     )
-            except ResourceModifiedError:
+            except (ResourceModifiedError, ResourceNotFoundError):
                 return None
             return replace(claimed, etag=metadata.get("etag"))
         return None
 
     def get(self, vault_name: str, certificate_name: str) -> RenewalRecord | None:
-        """Read a certificate's record, or ``None`` when it has none.
+        """Read a certificate's record (one point read), or ``None`` when it has none.
 
         Raises:
             RetryableError: storage is unavailable.
         """
         from azure.core.exceptions import ResourceNotFoundError
 
+        self._reads.requests += 1
         try:
             with _storage("read the renewal record"):
-                entity = self._ensure_table().get_entity(_partition(vault_name), _RECORD + certificate_name.lower())
+                entity = self._ensure_table().get_entity(_partition(vault_name), _record_key(certificate_name))
         except ResourceNotFoundError:
             return None
+        self._reads.entities += 1
         return _record_from(entity)
 
     def save(self, record: RenewalRecord, *, outbox: Sequence[OutboxItem] = ()) -> RenewalRecord:
         """Write ``record`` if nobody changed it since it was read, with any new outbox rows, atomically.
 
+        Outbox rows replace rows of the same delivery (same certificate and webhook id).
+
         Raises:
-            ClaimLostError: the record changed under us (another worker took over).
+            ClaimLostError: the record changed under us (another worker took over), or was never read.
+            ValueError: an outbox row of another vault, or more than ``OUTBOX_PER_SAVE`` of them.
             RetryableError: storage is unavailable.
         """
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import TableTransactionError
 
+        _check_batch(record, outbox)
+        if record.etag is None:
+            raise _claim_lost(record)
         entity = _record_entity(record)
         table = self._ensure_table()
         if not outbox:
@@ -299,10 +374,8 @@ class Journal:
                         etag=record.etag,
                         match_condition=MatchConditions.IfNotModified,
                     )
-            except ResourceModifiedError as exc:
-                raise ClaimLostError(
-                    f"the record of {record.certificate_name} changed under this worker", reason="claim_lost"
-                ) from exc
+            except (ResourceModifiedError, ResourceNotFoundError) as exc:
+                raise _claim_lost(record) from exc
             return replace(record, etag=metadata.get("etag"))
         operations: list[Any] = [
             (
@@ -316,10 +389,9 @@ class Journal:
             with _storage("save the renewal record and its outbox"):
                 results = table.submit_transaction(operations)
         except TableTransactionError as exc:
-            if getattr(exc, "status_code", None) == 412 or "UpdateConditionNotSatisfied" in str(exc):
-                raise ClaimLostError(
-                    f"the record of {record.certificate_name} changed under this worker", reason="claim_lost"
-                ) from exc
+            # Only the record's update is conditional, and only it can miss: 412 or 404 is the record.
+            if _misses(exc):
+                raise _claim_lost(record) from exc
             raise RetryableError(
                 f"the journal transaction failed: {type(exc).__name__}", reason="journal_unavailable"
             ) from exc
@@ -330,9 +402,33 @@ class Journal:
 
         Raises:
             ClaimLostError: the record changed under us.
+            ValueError: as ``save``.
             RetryableError: storage is unavailable.
         """
         return self.save(replace(record, claim_owner=None, claim_expires_at=None), outbox=outbox)
+
+    def records(self, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]:
+        """Every renewal record (of the given vaults).
+
+        Raises:
+            RetryableError: storage is unavailable.
+        """
+        rows: list[Mapping[str, Any]] = []
+        for partition in _partitions(vault_names):
+            rows.extend(self._range(partition, _RECORD, "list the renewal records"))
+        return [_record_from(row) for row in rows]
+
+    def due_records(self, now: float, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]:
+        """Records the sweep should take up: a scheduled retry whose time has come, or a renewal under way whose
+        claim lapsed (its worker crashed). A record with no retry time failed for good (permanent error), or has
+        nothing to do: only a new event or a manual renewal takes it up again.
+
+        Raises:
+            RetryableError: storage is unavailable.
+        """
+        return _due(self.records(vault_names), now)
+
+    # --- outbox --------------------------------------------------------------------------------------------
 
     def add_outbox(self, items: Sequence[OutboxItem]) -> None:
         """Queue outbox rows on their own (announcements that belong to no claimed renewal).
@@ -344,49 +440,37 @@ class Journal:
             with _storage("queue an outbox row"):
                 self._ensure_table().upsert_entity(_outbox_entity(item), mode="replace")  # type: ignore[arg-type]
 
-    def records(self, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]:
-        """Every renewal record (of the given vaults).
-
-        Raises:
-            RetryableError: storage is unavailable.
-        """
-        return [_record_from(e) for e in self._query(_RECORD, vault_names)]
-
-    def due_records(self, now: float, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]:
-        """Records with a renewal under way that is due: its retry time has come, or its claim lapsed.
-
-        A record with no retry time failed for good (permanent error): only a new event or a manual renewal
-        takes it up again.
-        """
-        due = []
-        for record in self.records(vault_names):
-            if not record.under_way:
-                continue
-            claim_lapsed = record.claim_owner and (record.claim_expires_at or 0) <= now
-            unclaimed_and_due = (
-                not record.claim_owner and record.next_attempt_at is not None and record.next_attempt_at <= now
-            )
-            if claim_lapsed or unclaimed_and_due:
-                due.append(record)
-        return sorted(due, key=lambda r: r.next_attempt_at or 0)
-
-    # --- outbox --------------------------------------------------------------------------------------------
-
     def outbox(
         self, vault_names: Iterable[str] | None = None, *, certificate_name: str | None = None
     ) -> list[OutboxItem]:
-        """Every outbox row (of the given vaults, optionally of one certificate).
+        """Every outbox row (of the given vaults, optionally of one certificate), oldest first.
+
+        With ``certificate_name`` this reads only that certificate's rows (a RowKey prefix range), plus any rows
+        of the old layout (``o|<webhook-id>``) still in the partition: those are found by their own range and
+        disappear as ``trim`` deletes them; once a partition has none, it is not asked again.
 
         Raises:
             RetryableError: storage is unavailable.
         """
-        items = [_outbox_from(e) for e in self._query(_OUTBOX, vault_names)]
-        if certificate_name is not None:
-            items = [i for i in items if i.certificate_name.lower() == certificate_name.lower()]
-        return sorted(items, key=lambda i: (i.created_at, i.webhook_id))
+        rows: list[Mapping[str, Any]] = []
+        for partition in _partitions(vault_names):
+            if certificate_name is None:
+                rows.extend(self._range(partition, _OUTBOX, "list the outbox"))
+                continue
+            rows.extend(self._range(partition, _outbox_prefix(certificate_name), "read a certificate's outbox"))
+            if partition not in self._no_legacy_rows:
+                legacy = [
+                    row
+                    for row in self._range(partition, _LEGACY_OUTBOX, "read the outbox of the old layout")
+                    if _is_legacy_outbox_key(str(row["RowKey"]))
+                ]
+                if not legacy:
+                    self._no_legacy_rows.add(partition)
+                rows.extend(legacy)
+        return _outbox_items(rows, certificate_name)
 
     def save_outbox(self, item: OutboxItem) -> OutboxItem | None:
-        """Update an outbox row if nobody changed it since it was read; ``None`` when someone did.
+        """Update an outbox row if nobody changed it since it was read; ``None`` when someone did (or it is gone).
 
         Raises:
             RetryableError: storage is unavailable.
@@ -394,17 +478,50 @@ class Journal:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-        try:
-            with _storage("save an outbox row"):
-                metadata = self._ensure_table().update_entity(
-                    _outbox_entity(item),
-                    mode="replace",  # type: ignore[arg-type]
-                    etag=item.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceModifiedError, ResourceNotFoundError):
+        if item.etag is None:
             return None
-        return replace(item, etag=metadata.get("etag"))
+        entity = _outbox_entity(item)
+        # A row of the old layout is updated where it is; ``trim`` removes it once it is settled.
+        for row_key in (entity["RowKey"], _OUTBOX + item.webhook_id):
+            try:
+                with _storage("save an outbox row"):
+                    metadata = self._ensure_table().update_entity(
+                        {**entity, "RowKey": row_key},
+                        mode="replace",  # type: ignore[arg-type]
+                        etag=item.etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+            except ResourceModifiedError:
+                return None
+            except ResourceNotFoundError:
+                continue
+            return replace(item, etag=metadata.get("etag"))
+        return None
+
+    def trim(self, now: float, *, limit: int = _TRIM_LIMIT) -> int:
+        """Delete up to ``limit`` settled outbox rows (delivered or dead) queued more than the retention period
+        before ``now``; return how many this call deleted. Pending rows and records are never trimmed.
+
+        Raises:
+            RetryableError: storage is unavailable.
+        """
+        low, high = _prefix_range(_OUTBOX)
+        rows = self._rows(
+            "find settled outbox rows",
+            "RowKey ge @low and RowKey lt @high and created_at lt @cutoff and "
+            "( status eq @delivered or status eq @dead )",
+            {"low": low, "high": high, "cutoff": float(now - self._retention_seconds)}
+            | {"delivered": "delivered", "dead": "dead"},
+            limit=limit,
+        )
+        by_partition: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        for row in rows:
+            by_partition[str(row["PartitionKey"])].append(row)
+        deleted = 0
+        for partition_rows in by_partition.values():
+            for start in range(0, len(partition_rows), 100):
+                deleted += self._delete(partition_rows[start : start + 100])
+        return deleted
 
     # --- plumbing ------------------------------------------------------------------------------------------
 
@@ -420,40 +537,145 @@ class Journal:
             self._table_ready = True
         return self._table
 
-    def _query(self, prefix: str, vault_names: Iterable[str] | None) -> list[Mapping[str, Any]]:
-        # RowKey range on the prefix: "r|" <= RowKey < "r}" ('}' follows '|' in ASCII).
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    def _range(self, partition: str | None, prefix: str, action: str) -> list[Mapping[str, Any]]:
+        """The rows whose RowKey starts with ``prefix``, in one partition or (``None``) the whole table."""
+        low, high = _prefix_range(prefix)
         query = "RowKey ge @low and RowKey lt @high"
-        parameters: dict[str, Any] = {"low": prefix, "high": upper}
-        entities: list[Mapping[str, Any]] = []
-        with _storage("query the journal"):
-            table = self._ensure_table()
-            if vault_names is None:
-                entities.extend(table.query_entities(query, parameters=parameters))
-            else:
-                for name in vault_names:
-                    entities.extend(
-                        table.query_entities(
-                            "PartitionKey eq @pk and " + query, parameters={**parameters, "pk": _partition(name)}
-                        )
-                    )
-        return entities
+        parameters: dict[str, Any] = {"low": low, "high": high}
+        if partition is not None:
+            query = "PartitionKey eq @pk and " + query
+            parameters["pk"] = partition
+        return self._rows(action, query, parameters)
+
+    def _rows(
+        self, action: str, query: str, parameters: Mapping[str, Any], *, limit: int | None = None
+    ) -> list[Mapping[str, Any]]:
+        # Parameters, not formatted text: the SDK quotes them for OData (a quote is doubled).
+        rows: list[Mapping[str, Any]] = []
+        with _storage(action):
+            pages = self._ensure_table().query_entities(query, parameters=dict(parameters), results_per_page=limit)
+            for page in pages.by_page():
+                self._reads.requests += 1
+                for row in page:
+                    self._reads.entities += 1
+                    rows.append(row)
+                    if limit is not None and len(rows) >= limit:
+                        return rows
+        return rows
+
+    def _delete(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Delete rows of one partition unless they changed since read; the number deleted."""
+        from azure.core import MatchConditions
+        from azure.data.tables import TableTransactionError
+
+        def operation(row: Mapping[str, Any]) -> Any:
+            etag = (getattr(row, "metadata", {}) or {}).get("etag")
+            keys = {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]}
+            return ("delete", keys, {"etag": etag, "match_condition": MatchConditions.IfNotModified})
+
+        try:
+            with _storage("trim the outbox"):
+                self._ensure_table().submit_transaction([operation(row) for row in rows])
+            return len(rows)
+        except TableTransactionError as exc:
+            if not _misses(exc):
+                raise RetryableError(
+                    f"the journal could not trim the outbox: {type(exc).__name__}", reason="journal_unavailable"
+                ) from exc
+            if len(rows) == 1:
+                return 0
+        # A row was re-queued or deleted by another sweep meanwhile: the others go one by one.
+        return sum(self._delete([row]) for row in rows)
 
 
 def _partition(vault_name: str) -> str:
     return vault_name.lower()
 
 
+def _partitions(vault_names: Iterable[str] | None) -> list[str | None]:
+    if vault_names is None:
+        return [None]
+    return list(dict.fromkeys(_partition(name) for name in vault_names))
+
+
+def _record_key(certificate_name: str) -> str:
+    return _RECORD + certificate_name.lower()
+
+
+def _outbox_prefix(certificate_name: str) -> str:
+    return f"{_OUTBOX}{certificate_name.lower()}|"
+
+
+def _outbox_key(item: OutboxItem) -> str:
+    return _outbox_prefix(item.certificate_name) + item.webhook_id
+
+
+def _is_legacy_outbox_key(row_key: str) -> bool:
+    return row_key.startswith(_OUTBOX) and row_key.count("|") == 1
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """The RowKey range ``[low, high)`` holding exactly the keys that start with ``prefix``."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _claimed_by_another(record: RenewalRecord, owner: str, now: float) -> bool:
+    return bool(record.claim_owner) and record.claim_owner != owner and (record.claim_expires_at or 0) > now
+
+
+def _due(records: Iterable[RenewalRecord], now: float) -> list[RenewalRecord]:
+    def is_due(record: RenewalRecord) -> bool:
+        if record.claim_owner:
+            return record.under_way and (record.claim_expires_at or 0) <= now
+        return record.next_attempt_at is not None and record.next_attempt_at <= now
+
+    return sorted((r for r in records if is_due(r)), key=lambda r: r.next_attempt_at or 0)
+
+
+def _outbox_items(rows: Iterable[Mapping[str, Any]], certificate_name: str | None) -> list[OutboxItem]:
+    """Outbox items from rows, oldest first, of one certificate if named; where a delivery has a row of each
+    layout, the new one wins."""
+    items: dict[tuple[str, str], OutboxItem] = {}
+    for row in sorted(rows, key=lambda r: not _is_legacy_outbox_key(str(r["RowKey"]))):
+        item = _outbox_from(row)
+        if certificate_name is None or item.certificate_name.lower() == certificate_name.lower():
+            items[(item.vault_name.lower(), item.webhook_id)] = item
+    return sorted(items.values(), key=lambda i: (i.created_at, i.webhook_id))
+
+
+def _check_batch(record: RenewalRecord, outbox: Sequence[OutboxItem]) -> None:
+    """An entity-group transaction is one partition and at most 100 operations."""
+    if len(outbox) > OUTBOX_PER_SAVE:
+        raise ValueError(f"at most {OUTBOX_PER_SAVE} outbox rows can be saved with a record, not {len(outbox)}")
+    if any(_partition(item.vault_name) != _partition(record.vault_name) for item in outbox):
+        raise ValueError(f"outbox rows saved with a record of vault {record.vault_name} must be of that vault")
+
+
+def _claim_lost(record: RenewalRecord) -> ClaimLostError:
+    return ClaimLostError(f"the record of {record.certificate_name} changed under this worker", reason="claim_lost")
+
+
+def _misses(exc: BaseException) -> bool:
+    """Whether a failed transaction failed on a conditional operation: its row changed (412) or is gone (404)."""
+    code = str(getattr(exc, "error_code", "") or "")
+    return getattr(exc, "status_code", None) in (404, 412) or code in (
+        "UpdateConditionNotSatisfied",
+        "ResourceNotFound",
+    )
+
+
 def _record_entity(record: RenewalRecord) -> dict[str, Any]:
     entity: dict[str, Any] = {
         "PartitionKey": _partition(record.vault_name),
-        "RowKey": _RECORD + record.certificate_name.lower(),
+        "RowKey": _record_key(record.certificate_name),
         "vault_name": record.vault_name,
         "certificate_name": record.certificate_name,
-        "step": record.step,
+        "step": record.step.value,
         "attempts": record.attempts,
         "history": json.dumps(list(record.history), separators=(",", ":"), default=str),
     }
+    if record.issued_chain:
+        entity["issued_chain"] = json.dumps(list(record.issued_chain), separators=(",", ":"))
     for name in (
         "ca_profile",
         "previous_version",
@@ -461,7 +683,6 @@ def _record_entity(record: RenewalRecord) -> dict[str, Any]:
         "csr_sha256",
         "ca_reference",
         "issued_leaf_pem",
-        "issued_chain_pem",
         "new_version",
         "last_reason",
         "last_error",
@@ -494,14 +715,14 @@ def _record_from(entity: Mapping[str, Any]) -> RenewalRecord:
     return RenewalRecord(
         vault_name=str(entity.get("vault_name") or entity["PartitionKey"]),
         certificate_name=str(entity.get("certificate_name") or str(entity["RowKey"])[len(_RECORD) :]),
-        step=str(entity.get("step") or "idle"),
+        step=Step.stored(text("step")),
         ca_profile=text("ca_profile"),
         previous_version=text("previous_version"),
         request_id=text("request_id"),
         csr_sha256=text("csr_sha256"),
         ca_reference=text("ca_reference"),
         issued_leaf_pem=text("issued_leaf_pem"),
-        issued_chain_pem=text("issued_chain_pem"),
+        issued_chain=_chain_from(entity),
         new_version=text("new_version"),
         expires_on=number("expires_on"),
         attempts=int(entity.get("attempts") or 0),
@@ -515,10 +736,19 @@ def _record_from(entity: Mapping[str, Any]) -> RenewalRecord:
     )
 
 
+def _chain_from(entity: Mapping[str, Any]) -> tuple[str, ...]:
+    stored = entity.get("issued_chain")
+    if stored:
+        return tuple(str(pem) for pem in json.loads(stored))
+    # Rows written before the chain was a list hold its certificates concatenated, under issued_chain_pem.
+    bundle = str(entity.get("issued_chain_pem") or "")
+    return tuple(part.strip() + "\n" + _PEM_END + "\n" for part in bundle.split(_PEM_END) if part.strip())
+
+
 def _outbox_entity(item: OutboxItem) -> dict[str, Any]:
     entity: dict[str, Any] = {
         "PartitionKey": _partition(item.vault_name),
-        "RowKey": _OUTBOX + item.webhook_id,
+        "RowKey": _outbox_key(item),
         "vault_name": item.vault_name,
         "webhook_id": item.webhook_id,
         "endpoint": item.endpoint,
@@ -539,7 +769,7 @@ def _outbox_from(entity: Mapping[str, Any]) -> OutboxItem:
     metadata = getattr(entity, "metadata", {}) or {}
     return OutboxItem(
         vault_name=str(entity.get("vault_name") or entity["PartitionKey"]),
-        webhook_id=str(entity.get("webhook_id") or str(entity["RowKey"])[len(_OUTBOX) :]),
+        webhook_id=str(entity.get("webhook_id") or str(entity["RowKey"]).rsplit("|", 1)[-1]),
         endpoint=str(entity.get("endpoint") or ""),
         certificate_name=str(entity.get("certificate_name") or ""),
         version=str(entity.get("version") or ""),
@@ -585,3 +815,9 @@ def _is_transaction_error(exc: BaseException) -> bool:
     from azure.data.tables import TableTransactionError
 
     return isinstance(exc, TableTransactionError)
+
+
+if TYPE_CHECKING:
+
+    def _conforms(journal: Journal) -> RenewalJournal:
+        return journal

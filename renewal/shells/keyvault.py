@@ -1,6 +1,7 @@
 """The Key Vault shell: the only code that talks to Key Vault, through the real ``azure-keyvault-certificates`` SDK.
 
-A renewal costs three authenticated requests on the happy path (DESIGN §7): read the current version with its
+A renewal costs three authenticated requests on the happy path (docs/architecture.md §7): read the current version
+with its
 policy, create the new version (whose answer carries the CSR), merge. Every SDK error is translated here into
 ``RetryableError`` or ``PermanentError``.
 """
@@ -8,24 +9,25 @@ policy, create the new version (whose answer carries the CSR), merge. Every SDK 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from renewal.config import is_loopback_host
-from renewal.errors import PermanentError, RetryableError
-from renewal.plan import CertificateState
-from renewal.tags import RENEWED_BY_TAG
+import stamina
+
+from renewal._shared.urls import is_loopback_host
+from renewal.errors import PermanentError, RetryableError, ThrottledError
+from renewal.pure.plan import CertificateState, ListedCertificate
+from renewal.pure.tags import RENEWED_BY_TAG
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.keyvault.certificates import CertificateClient, CertificatePolicy
 
-    from renewal.verify import VerifiedCertificate
+    from renewal.pure.verify import VerifiedCertificate
 
 __all__ = [
     "TAG_PREVIOUS_VERSION",
@@ -50,6 +52,10 @@ TAG_PREVIOUS_VERSION = "renewal-previous-version"
 # where exponential waits (1, 2, 4, 8, 16 s) sleep through whole windows; 15 s in all, far below functionTimeout.
 # A longer Retry-After from the service always wins.
 THROTTLE_DELAYS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)
+# The wall-clock bound of one call's throttle retries: the schedule's 15 s of waiting plus room for ten requests.
+# A Retry-After longer than this is not slept through inside the invocation: the ThrottledError carries it to
+# the journal, whose next attempt honours it.
+THROTTLE_TIMEOUT = 30.0
 
 _T = TypeVar("_T")
 
@@ -70,23 +76,6 @@ class CertificateSnapshot:
     state: CertificateState
     policy: CertificatePolicy | None = field(repr=False, default=None)
     certificate_der: bytes | None = field(repr=False, default=None)
-
-
-@dataclass(frozen=True, slots=True)
-class ListedCertificate:
-    """A certificate as the vault's list shows it (no policy: reading that costs a request per certificate).
-
-    Attributes:
-        name: the certificate's name.
-        tags: its tags.
-        not_before: its current version's not-before.
-        expires_on: its current version's expiry.
-    """
-
-    name: str
-    tags: dict[str, str]
-    not_before: datetime | None
-    expires_on: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +159,11 @@ class KeyVaultClients:
         retry_backoff_factor: float = 0.8,
         retry_backoff_max: float = 30.0,
         throttle_delays: tuple[float, ...] = THROTTLE_DELAYS,
-        sleep: Callable[[float], None] = time.sleep,
         timeout_seconds: float = 30.0,
     ) -> None:
         self._credential = credential
         self._timeout = timeout_seconds
         self._throttle_delays = throttle_delays
-        self._sleep = sleep
         self._connection_verify = connection_verify
         self._retry = {
             "retry_total": retry_total,
@@ -202,7 +189,7 @@ class KeyVaultClients:
 
     def vault(self, vault_url: str) -> VaultCertificates:
         """Return the certificates shell for one vault."""
-        return VaultCertificates(self.client_for(vault_url), throttle_delays=self._throttle_delays, sleep=self._sleep)
+        return VaultCertificates(self.client_for(vault_url), throttle_delays=self._throttle_delays)
 
     def _create(self, vault_url: str) -> CertificateClient:
         from azure.keyvault.certificates import CertificateClient
@@ -243,6 +230,34 @@ class KeyVaultClients:
         return CertificateClient(vault_url=vault_url, credential=credential, **kwargs)
 
 
+class ThrottleWaits:
+    """stamina's ``on`` hook for one throttled call: a new one per call, as it counts that call's retries.
+
+    stamina's own waits grow exponentially (``wait_initial * wait_exp_base ** n``), which cannot give the steady
+    ``THROTTLE_DELAYS``; a hook that returns a number sets the next wait itself. It retries ``ThrottledError``
+    only: after the next of ``delays`` (the last one repeats), or after the error's ``retry_after`` when that is
+    longer. A ``retry_after`` longer than ``longest`` is declined, so the error reaches the caller with it.
+    """
+
+    def __init__(self, delays: Sequence[float] = THROTTLE_DELAYS, *, longest: float = THROTTLE_TIMEOUT) -> None:
+        if not delays:
+            raise ValueError("delays must not be empty")
+        self._delays = tuple(delays)
+        self._longest = longest
+        self._retries = 0
+
+    def __call__(self, exc: Exception) -> bool | float:
+        """The wait before retrying after ``exc``, or ``False`` when ``exc`` is not to be retried here."""
+        if not isinstance(exc, ThrottledError):
+            return False
+        asked = exc.retry_after or 0.0
+        if asked > self._longest:
+            return False
+        delay = self._delays[min(self._retries, len(self._delays) - 1)]
+        self._retries += 1
+        return max(delay, asked)
+
+
 class VaultCertificates:
     """Certificate operations of one vault, in the renewal's words."""
 
@@ -251,28 +266,25 @@ class VaultCertificates:
         client: CertificateClient,
         *,
         throttle_delays: tuple[float, ...] = THROTTLE_DELAYS,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._throttle_delays = throttle_delays
-        self._sleep = sleep
 
     def _unthrottled(self, call: Callable[[], _T]) -> _T:
-        """Run ``call``, retrying Key Vault 429s it raised as ``RetryableError(reason="keyvault_throttled")``.
+        """Run ``call``, retrying the Key Vault 429s it raised as ``ThrottledError`` (one stamina policy).
 
         azure-core retries a POST's 429 only when it carries ``Retry-After``, and whether Key Vault sends one is
         not confirmed; a 429 "is not processed" and does not count (Key Vault throttling guidance), so creating
-        or merging again is safe. Waits follow ``THROTTLE_DELAYS``, or the server's ``Retry-After`` when it is
-        longer, within a bounded number of attempts.
+        or merging again is safe. Waits follow ``ThrottleWaits``: one more attempt than there are delays, within
+        ``THROTTLE_TIMEOUT``; then the last ``ThrottledError`` is raised.
         """
-        for delay in self._throttle_delays:
-            try:
+        delays = self._throttle_delays
+        for attempt in stamina.retry_context(
+            on=ThrottleWaits(delays), attempts=len(delays) + 1, timeout=THROTTLE_TIMEOUT
+        ):
+            with attempt:
                 return call()
-            except RetryableError as exc:
-                if exc.reason != "keyvault_throttled":
-                    raise
-                self._sleep(max(delay, exc.retry_after or 0.0))
-        return call()
+        raise AssertionError("unreachable: stamina raises the last error when it stops")
 
     def read(self, certificate_name: str) -> CertificateSnapshot:
         """Read the latest version with its policy (one request).
@@ -303,7 +315,7 @@ class VaultCertificates:
             state=state, policy=policy, certificate_der=bytes(certificate.cer) if certificate.cer else None
         )
 
-    def begin_version(self, snapshot: CertificateSnapshot, *, tags: Mapping[str, str]) -> PendingVersion:
+    def create_version(self, snapshot: CertificateSnapshot, *, tags: Mapping[str, str]) -> PendingVersion:
         """Have Key Vault create a new version with issuer ``Unknown`` and return its CSR (one request).
 
         The current policy is carried over unchanged but for the issuer, so subject, SANs, key type and size
@@ -507,7 +519,7 @@ def _translated(action: str, *, passthrough: tuple[type[BaseException], ...] = (
     except HttpResponseError as exc:
         status = exc.status_code or 0
         if 300 <= status < 400:
-            from renewal.ca._tls_client import redirect_refused
+            from renewal._shared.http import redirect_refused
 
             headers: Mapping[str, str] = getattr(exc.response, "headers", None) or {}
             base = getattr(getattr(exc.response, "request", None), "url", None)
@@ -517,7 +529,7 @@ def _translated(action: str, *, passthrough: tuple[type[BaseException], ...] = (
             ) from exc
         message = f"Key Vault could not {action}: HTTP {status} {_service_message(exc)}"
         if status == 429:
-            raise RetryableError(message, reason="keyvault_throttled", retry_after=_retry_after(exc)) from exc
+            raise ThrottledError(message, reason="keyvault_throttled", retry_after=_retry_after(exc)) from exc
         if status >= 500 or status == 408:
             raise RetryableError(message, reason="keyvault_unavailable", retry_after=_retry_after(exc)) from exc
         if status == 403:
@@ -536,7 +548,8 @@ def _translated(action: str, *, passthrough: tuple[type[BaseException], ...] = (
     except (TypeError, AttributeError, KeyError) as exc:
         raise _garbled(action, exc) from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
-        from renewal.ca._tls_client import host_of, tls_verification_failed
+        from renewal._shared.http import tls_verification_failed
+        from renewal._shared.urls import host_of
 
         if tls_verification_failed(exc):
             raise PermanentError(
@@ -586,10 +599,10 @@ def _service_message(exc: Any) -> str:
 
 
 def _retry_after(exc: Any) -> float | None:
+    from renewal._shared.http import parse_retry_after
+
     response = getattr(exc, "response", None)
     headers: Mapping[str, str] = getattr(response, "headers", None) or {}
+    # azure-core's headers ignore case; a plain mapping does not.
     value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return parse_retry_after(value, now=datetime.now(UTC))

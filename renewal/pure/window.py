@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from renewal.errors import PermanentError
-from renewal.tags import WINDOW_TAG, tag_value
+from renewal.pure.tags import WINDOW_TAG, tag_value
 
 __all__ = ["MAX_WINDOW_DAYS", "WINDOW_TAG", "WindowRule", "renewal_window_start", "window_key"]
 

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from renewal.config import VaultConfig
 from renewal.errors import PermanentError
+from renewal.settings import VaultConfig
 
 __all__ = [
     "CERTIFICATE_EXPIRED",

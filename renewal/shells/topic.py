@@ -1,6 +1,7 @@
-"""Outcome events for Azure-native consumers: CloudEvents published to an Event Grid custom topic (DESIGN §1.7).
+"""Outcome events for Azure-native consumers: CloudEvents published to an Event Grid custom topic
+(docs/architecture.md §1).
 
-Publishing goes through the outbox like a webhook (``renewal.deliveries``), so a topic outage loses nothing.
+Publishing goes through the outbox like a webhook (``renewal.flow.deliveries``), so a topic outage loses nothing.
 The publisher is ``azure-eventgrid``'s ``EventGridPublisherClient``, authenticated with the managed identity
 (role *EventGrid Data Sender* on the topic) or, when configured, the topic's access key. The token or key never
 follows a redirect (a 3xx is a failed delivery), and the development static token (``StaticTokenCredential``,
@@ -14,11 +15,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from renewal.ca._tls_client import host_of, redirect_refused, tls_verification_failed
-from renewal.config import OUTCOME_TOPIC
+from renewal._shared.http import redirect_refused, tls_verification_failed
+from renewal._shared.urls import host_of
 from renewal.errors import ConfigurationError
-from renewal.keyvault import StaticTokenCredential, is_loopback_url
 from renewal.outcome import Delivery
+from renewal.settings import OUTCOME_TOPIC
+from renewal.shells.keyvault import StaticTokenCredential, is_loopback_url
 
 __all__ = ["OutcomeTopic"]
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import requests
 
-from renewal.config import url_problem
+from renewal._shared.urls import url_problem
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 
 __all__ = ["ChallTestSrvDns"]

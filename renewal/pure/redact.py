@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection, Iterable
-from urllib.parse import urlsplit
 
-__all__ = ["REDACTED", "SecretScrubber", "host_of", "scrub"]
+__all__ = ["REDACTED", "SecretScrubber", "scrub"]
 
 REDACTED = "[redacted]"
 _MAX_LENGTH = 500
@@ -50,14 +49,6 @@ def scrub(text: object, secrets: Collection[str] = (), *, limit: int = _MAX_LENG
     value = _TOKEN_SHAPES.sub(REDACTED, value)
     value = (_CONTROL_BUT_LINES if lines else _CONTROL).sub(" ", value)
     return value if len(value) <= limit else value[:limit] + "..."
-
-
-def host_of(url: str) -> str:
-    """The host of ``url`` for a message (never its userinfo, path or query); ``?`` when it has none."""
-    try:
-        return urlsplit(url).hostname or "?"
-    except ValueError:
-        return "?"
 
 
 class SecretScrubber:

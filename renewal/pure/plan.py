@@ -1,7 +1,7 @@
 """Decide: renew, resume or skip one certificate (pure, no I/O).
 
 An event is a hint, not an order: the decision is taken from the certificate's state as Key Vault reports it.
-The rules are DESIGN §1 step 2. Skip, with a reason, when the certificate
+The rules are docs/architecture.md §1. Skip, with a reason, when the certificate
 
 - is ``not_managed``: no ``renewal-ca`` tag and no default CA profile;
 - has an issuer Key Vault renews by itself (``issuer_renews_itself``): ``Self``, a partner CA (DigiCert,
@@ -33,18 +33,21 @@ from datetime import datetime, timedelta
 
 from renewal.ca._protocol import CAProfile
 from renewal.errors import PermanentError
-from renewal.intake import CERTIFICATE_EXPIRED, RenewalRequest
-from renewal.tags import CA_PROFILE_TAG, PAUSED_TAG, is_paused, renewed_by_the_app, tag_value
-from renewal.window import WindowRule, window_key
+from renewal.pure.intake import CERTIFICATE_EXPIRED, RenewalRequest
+from renewal.pure.tags import CA_PROFILE_TAG, PAUSED_TAG, is_paused, renewed_by_the_app, tag_value
+from renewal.pure.window import WindowRule, window_key
+from renewal.settings import Settings
 
 __all__ = [
     "CA_PROFILE_TAG",
     "CertificateState",
+    "ListedCertificate",
     "Plan",
     "Renew",
     "Resume",
     "Skip",
     "decide",
+    "listed_window_start",
     "profile_for",
     "window_start_of",
 ]
@@ -84,6 +87,23 @@ class CertificateState:
     validity_months: int | None = None
     key_usage: tuple[str, ...] = ()
     ekus: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListedCertificate:
+    """A certificate as the vault's list shows it (no policy: reading that costs a request per certificate).
+
+    Attributes:
+        name: the certificate's name.
+        tags: its tags.
+        not_before: its current version's not-before.
+        expires_on: its current version's expiry.
+    """
+
+    name: str
+    tags: dict[str, str]
+    not_before: datetime | None
+    expires_on: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,26 +215,55 @@ def decide(
             )
         return Renew(profile)
 
+    not_yet = _not_yet_due(request, current, now=now, window=window, suggested_start=suggested_start, lead=sweep_lead)
+    return not_yet or Renew(profile)
+
+
+def _not_yet_due(
+    request: RenewalRequest,
+    current: CertificateState,
+    *,
+    now: datetime,
+    window: WindowRule,
+    suggested_start: datetime | None,
+    lead: timedelta,
+) -> Skip | None:
+    """``not_due`` with the window's start, unless the current version is expired or inside its window.
+
+    The CA's suggestions bring the start forward; the sweep renews at its run nearest the start (``lead``).
+    """
     if current.expires_on is not None and current.expires_on <= now:
-        return Renew(profile)
+        return None
     start = window_start_of(current, window=window, vault_name=request.vault_name)
-    suggestions = [s for s in (suggested_start, request.suggested_start) if s is not None]
-    if start is not None and suggestions:
-        start = min(start, *suggestions)
-    if start is not None and request.trigger == "sweep":
-        start -= sweep_lead
-    if start is not None and now < start:
-        hint = (
-            " (a CertificateExpired event, but Key Vault says the version has not expired)"
-            if (request.event_type == CERTIFICATE_EXPIRED)
-            else ""
-        )
-        return Skip(
-            "not_due",
-            f"the current version is not due: its renewal window opens {start.isoformat(timespec='seconds')}{hint}",
-            renews_from=start,
-        )
-    return Renew(profile)
+    if start is None:
+        return None
+    start = min([start, *(s for s in (suggested_start, request.suggested_start) if s is not None)])
+    if request.trigger == "sweep":
+        start -= lead
+    if now >= start:
+        return None
+    expired_event = request.event_type == CERTIFICATE_EXPIRED
+    hint = " (a CertificateExpired event, but Key Vault says the version has not expired)" if expired_event else ""
+    return Skip(
+        "not_due",
+        f"the current version is not due: its renewal window opens {start.isoformat(timespec='seconds')}{hint}",
+        renews_from=start,
+    )
+
+
+def listed_window_start(settings: Settings, vault_name: str, listed: ListedCertificate) -> datetime | None:
+    """When a certificate as a vault's listing shows it starts renewing; ``None`` when it is not managed or the
+    listing gives no validity. The sweep and the status report both ask this, and agree with ``decide``.
+
+    Raises:
+        PermanentError: reason ``invalid_tag``, when its ``renewal-window`` tag does not parse.
+    """
+    managed = bool(tag_value(listed.tags, CA_PROFILE_TAG)) or settings.default_ca_profile is not None
+    if not managed or listed.not_before is None or listed.expires_on is None:
+        return None
+    window = WindowRule(fraction=settings.window_fraction, jitter=settings.window_jitter)
+    key = window_key(vault_name, listed.name, listed.not_before)
+    return window.start(not_before=listed.not_before, expires_on=listed.expires_on, tags=listed.tags, key=key)
 
 
 def window_start_of(current: CertificateState, *, window: WindowRule, vault_name: str) -> datetime | None:

@@ -1,4 +1,5 @@
-"""Deliveries through the outbox: queue them with the merge, send them, retry them, dead-letter them (DESIGN §4).
+"""Deliveries through the outbox: queue them with the merge, send them, retry them, dead-letter them
+(docs/architecture.md §4).
 
 Every notification (a webhook, or an outcome event for the Event Grid topic) is first written to the journal's
 outbox in the same transaction that records the merge, then sent. A failed delivery keeps its row with a next
@@ -14,17 +15,20 @@ import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from renewal.journal import Journal, OutboxItem
 from renewal.outcome import Delivery, Outcome
-from renewal.verify import VerifiedCertificate
-from renewal.webhooks import WebhookSender, build_payload, endpoints_for
+from renewal.pure.backoff import next_attempt
+from renewal.pure.payloads import build_payload, endpoints_for
+from renewal.pure.verify import VerifiedCertificate
+from renewal.shells.journal import OutboxItem, RenewalJournal
+from renewal.shells.webhooks import WebhookSender
+from renewal.steps import Step
 
 if TYPE_CHECKING:
-    from renewal.config import Settings
-    from renewal.topic import OutcomeTopic
+    from renewal.settings import Settings
+    from renewal.shells.topic import OutcomeTopic
 
 __all__ = ["TOPIC_ENDPOINT", "Deliverer", "queue_failure", "queue_for"]
 
@@ -32,8 +36,9 @@ logger = logging.getLogger("renewal")
 
 TOPIC_ENDPOINT = "eventgrid-topic"
 _NAMESPACE = uuid.UUID("6f1d5c0e-58f4-4d0c-9a51-2b6a4a3e1f11")
-# The sweep's redelivery backoff doubles from RENEWAL_WEBHOOK_RETRY_SECONDS up to an hour, with ±20 % jitter.
-_LONGEST_RETRY_SECONDS = 3600.0
+# Redeliveries from the sweep wait at most this long between attempts: a receiver that is back is reached within
+# the hour, while the maximum age still bounds the whole.
+_LONGEST_RETRY = timedelta(hours=1)
 
 
 def queue_for(
@@ -106,7 +111,7 @@ class Deliverer:
         topic: the outcome topic publisher, if configured.
         clock: Unix seconds now.
         rng: jitter source (injected in tests).
-        checkpoint: called with ``"sent"`` after each send and ``"delivered"`` once its row is saved (the
+        checkpoint: called with ``"deliver:sent"`` after each send, before its row is saved (the
             crash-resume tests stop a worker there).
     """
 
@@ -114,7 +119,7 @@ class Deliverer:
         self,
         *,
         settings: Settings,
-        journal: Journal,
+        journal: RenewalJournal,
         webhooks: WebhookSender,
         topic: OutcomeTopic | None,
         clock: Callable[[], float],
@@ -138,17 +143,15 @@ class Deliverer:
         for item in items:
             if item.status != "pending":
                 continue
-            delivery, settled = self._send_one(item)
+            delivery, _ = self._send_one(item)
             results.append(delivery)
-            if settled is not None:
-                self._checkpoint("delivered")
         return tuple(results)
 
     def _send_one(self, item: OutboxItem) -> tuple[Delivery, OutboxItem | None]:
         now = self._clock()
         delivery = self._attempt(item)
         # A crash here (sent, not yet recorded) makes the next attempt send it again with the same webhook-id.
-        self._checkpoint("sent")
+        self._checkpoint(f"{Step.DELIVER}:sent")
         if delivery.delivered:
             updated = replace(item, status="delivered", attempts=item.attempts + delivery.attempts, last_error=None)
         else:
@@ -170,14 +173,22 @@ class Deliverer:
                     delivery.error,
                 )
             else:
-                first = self._settings.webhook_retry_seconds
-                delay = min(first * 2 ** (attempts - 1), _LONGEST_RETRY_SECONDS)
-                delay *= self._rng.uniform(0.8, 1.2)
-                updated = replace(item, attempts=attempts, next_attempt_at=now + delay, last_error=delivery.error)
+                # No expiry bound: a delivery announces a version already merged; the maximum age ends it instead.
+                moment = next_attempt(
+                    attempts,
+                    now=datetime.fromtimestamp(now, UTC),
+                    first=timedelta(seconds=self._settings.webhook_retry_seconds),
+                    cap=_LONGEST_RETRY,
+                    rng=self._rng,
+                )
+                updated = replace(
+                    item, attempts=attempts, next_attempt_at=moment.timestamp(), last_error=delivery.error
+                )
         return delivery, self._journal.save_outbox(updated)
 
     def _announce_dead_letter(self, item: OutboxItem, now: float) -> None:
-        """Tell the outcome topic a delivery was given up on (DESIGN §4: "announced as a failure event")."""
+        """Tell the outcome topic a delivery was given up on (docs/architecture.md §4: "announced as a failure
+        event")."""
         if item.endpoint == TOPIC_ENDPOINT:
             return
         outcome = Outcome(

@@ -9,13 +9,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from renewal._flow import Runtime, outcome_for_ignored, renew
-from renewal.config import VAULT_NAME, Settings
 from renewal.errors import RenewalError, RetryableError
-from renewal.intake import OBJECT_NAME, Ignored, on_demand_request, parse_event
+from renewal.flow.renew import outcome_for_ignored, renew
+from renewal.flow.report import status_report
+from renewal.flow.runtime import Runtime, build_runtime
+from renewal.flow.sweep import SweepReport, sweep
 from renewal.outcome import Outcome, log_outcome
-from renewal.report import status_report
-from renewal.sweep import SweepReport, sweep
+from renewal.pure.intake import OBJECT_NAME, Ignored, on_demand_request, parse_event
+from renewal.settings import VAULT_NAME, Settings
 
 __all__ = [
     "current_runtime",
@@ -30,7 +31,7 @@ __all__ = [
 logger = logging.getLogger("renewal")
 
 _runtime_lock = threading.Lock()
-_runtime: tuple[tuple[tuple[str, str], ...], Runtime] | None = None
+_runtime: Runtime | None = None
 
 
 def current_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
@@ -40,15 +41,14 @@ def current_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         ConfigurationError: a setting is missing or malformed (the message names it).
     """
     global _runtime
-    environ = os.environ if environ is None else environ
-    # Settings change between invocations only in tests and local runs; the fingerprint keeps one runtime (and
-    # so one SDK client per vault) for as long as they do not. Every variable counts: secrets are named by
-    # settings outside the RENEWAL_ prefix.
-    fingerprint = tuple(sorted(environ.items()))
+    # Reading the settings is cheap; building the runtime is not (one SDK client per vault, adapters, sessions).
+    # A host that reloads its app settings (Core Tools, a local host) gets a new runtime when, and only when,
+    # something the app reads has changed: settings compare equal exactly then.
+    settings = Settings.from_environ(dict(os.environ if environ is None else environ))
     with _runtime_lock:
-        if _runtime is None or _runtime[0] != fingerprint:
-            _runtime = (fingerprint, Runtime.from_settings(Settings.from_environ(dict(environ))))
-        return _runtime[1]
+        if _runtime is None or _runtime.settings != settings:
+            _runtime = build_runtime(settings)
+        return _runtime
 
 
 def event_grid_envelope(event: Any) -> dict[str, object]:

@@ -1,6 +1,6 @@
 """Verify a CA's answer before anything reaches Key Vault: merge only what was asked, from the expected CA.
 
-Pure: no I/O, no network, no file reads, no Azure SDK (DESIGN §1 step 5). "A CA that answers garbage, or anything
+Pure: no I/O, no network, no file reads, no Azure SDK (docs/verification.md). "A CA that answers garbage, or anything
 in front of it, must never get a certificate merged." Each rule fails with ``VerificationError`` and its own
 reason, checked in this order (docs/verification.md has the same table):
 
@@ -26,7 +26,7 @@ untrusted_issuer              the path does not reach the trust anchor (below)
 ============================  ========================================================================
 
 The trust anchor. With configured anchors (the profile's ``trust_anchor_path`` or ``trust_anchor_setting``,
-loaded by ``renewal.anchors``, for a planned CA rollover) the path must end at one of them: an anchor appears in
+loaded by ``renewal.ca.anchors``, for a planned CA rollover) the path must end at one of them: an anchor appears in
 the chain (same subject and public key), or an anchor's key signed the last certificate of the path. Without
 them, the anchor is the CA that issued the version being replaced: the new chain must hold a certificate whose
 subject is the replaced leaf's issuer, whose subject key identifier is the replaced leaf's authority key

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import os
 import re
@@ -33,21 +32,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from renewal._shared.secrets import resolve_secret_setting
+from renewal._shared.urls import is_loopback_host, url_problem
+from renewal.ca import ADAPTERS, adapter_location
+from renewal.ca._protocol import CAProfile
 from renewal.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from renewal.ca import CAProfile
 
 __all__ = [
     "Settings",
     "VaultConfig",
     "WebhookEndpoint",
-    "is_loopback_host",
-    "resolve_secret_setting",
-    "url_problem",
 ]
 
 VAULTS = "RENEWAL_VAULTS"
@@ -71,6 +67,7 @@ KEYVAULT_TIMEOUT = "RENEWAL_KEYVAULT_TIMEOUT_SECONDS"
 OUTCOME_TOPIC_KEY = "RENEWAL_OUTCOME_TOPIC_KEY_SETTING"
 SWEEP_SCHEDULE = "RENEWAL_SWEEP_SCHEDULE"
 MANUAL_COOLDOWN = "RENEWAL_MANUAL_COOLDOWN_SECONDS"
+OUTBOX_RETENTION = "RENEWAL_OUTBOX_RETENTION_DAYS"
 # Every name is matched whole (``fullmatch``) and in ASCII: ``$`` lets a trailing newline through, and Unicode
 # case folding maps the Kelvin sign to "k".
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}", re.ASCII)
@@ -143,6 +140,9 @@ class Settings:
         manual_cooldown_seconds: a manual renewal inside this time after the current version was created is
             refused unless forced.
         secret_values: every secret the settings hold or name, for scrubbing text before it is shown.
+        outbox_retention_days: how long delivered and dead-lettered notifications stay in the journal.
+        storage: the settings that say where the journal lives (``AzureWebJobsStorage*``,
+            ``RENEWAL_JOURNAL_CONNECTION``), as read.
     """
 
     vaults: Mapping[str, VaultConfig]
@@ -151,7 +151,9 @@ class Settings:
     webhooks: tuple[WebhookEndpoint, ...]
     keyvault_ca_bundle: str | None
     keyvault_static_token: str | None = field(repr=False)
-    environ: Mapping[str, str] = field(repr=False)
+    # Not compared: two settings are equal when everything the app reads from the environment is (the named
+    # secrets are in secret_values, the journal's storage in storage); see renewal.flow.entry.current_runtime.
+    environ: Mapping[str, str] = field(repr=False, compare=False)
     journal_table: str = "renewals"
     sweep_budget_seconds: float = 120.0
     window_fraction: float = 2 / 3
@@ -168,6 +170,8 @@ class Settings:
     sweep_interval: timedelta | None = None
     manual_cooldown_seconds: float = 300.0
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
+    outbox_retention_days: float = 7.0
+    storage: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -223,6 +227,14 @@ class Settings:
             keyvault_timeout_seconds=_number(environ, KEYVAULT_TIMEOUT, 30.0, low=0.5, high=300.0),
             sweep_interval=_sweep_interval(environ),
             manual_cooldown_seconds=_number(environ, MANUAL_COOLDOWN, 300.0, low=0.0, high=86400.0),
+            outbox_retention_days=_number(environ, OUTBOX_RETENTION, 7.0, low=1.0, high=365.0),
+            storage=tuple(
+                sorted(
+                    (key, value)
+                    for key, value in environ.items()
+                    if key.startswith("AzureWebJobsStorage") or key == "RENEWAL_JOURNAL_CONNECTION"
+                )
+            ),
             secret_values=_secret_values(environ, profiles, webhooks, token, topic_key),
             outcome_topic_key=topic_key,
             vaults=MappingProxyType(vaults),
@@ -233,36 +245,6 @@ class Settings:
             keyvault_static_token=token,
             environ=MappingProxyType(dict(environ)),
         )
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` (a URL's host name, without brackets) is ``localhost`` or a loopback address."""
-    host = host.strip().lower().rstrip(".")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def resolve_secret_setting(environ: Mapping[str, str], setting: str, *, named_by: tuple[str, str] | None = None) -> str:
-    """Return the non-empty value of the app setting ``setting``.
-
-    ``named_by`` is ``(setting, where)``: the setting and option that name ``setting``. A missing setting is then
-    reported against them, without repeating the name, since the name is what the operator typed and may be a
-    secret pasted in the wrong place.
-
-    Raises:
-        ConfigurationError: the setting is missing or empty (never shows a value).
-    """
-    value = environ.get(setting, "").strip()
-    if not value:
-        if named_by is not None:
-            parent, where = named_by
-            raise ConfigurationError(parent, f"{where} names an app setting that is missing or empty")
-        raise ConfigurationError(setting, "is missing or empty")
-    return value
 
 
 def _number(environ: Mapping[str, str], setting: str, default: float, *, low: float, high: float) -> float:
@@ -282,7 +264,7 @@ def _sweep_interval(environ: Mapping[str, str]) -> timedelta | None:
     raw = _optional(environ, SWEEP_SCHEDULE)
     if raw is None:
         return None
-    from renewal.schedule import sweep_interval
+    from renewal.pure.schedule import sweep_interval
 
     interval = sweep_interval(raw)
     if interval is None and not raw.startswith("%"):
@@ -386,9 +368,6 @@ def _load_json_object(setting: str, raw: str) -> dict[str, object]:
 
 
 def _parse_ca_profiles(raw: str, environ: Mapping[str, str]) -> dict[str, CAProfile]:
-    # Imported here: the adapters import this module, and intake need not load cryptography at indexing time.
-    from renewal.ca import ADAPTERS, CAProfile
-
     profiles: dict[str, CAProfile] = {}
     for name, spec in _load_json_object(CA_PROFILES, raw).items():
         if not _PROFILE_NAME.fullmatch(name):
@@ -396,9 +375,13 @@ def _parse_ca_profiles(raw: str, environ: Mapping[str, str]) -> dict[str, CAProf
         if not isinstance(spec, dict):
             raise ConfigurationError(CA_PROFILES, f"profile {name!r} must be a JSON object")
         adapter = spec.get("adapter")
-        if not isinstance(adapter, str) or adapter not in ADAPTERS:
+        # The adapter is named, not imported, here: the runtime builds it when a renewal needs it (and may be
+        # handed an instance for the profile instead).
+        if not isinstance(adapter, str) or adapter_location(adapter) is None:
             known = ", ".join(sorted(ADAPTERS))
-            raise ConfigurationError(CA_PROFILES, f"profile {name!r}: adapter must be one of {known}")
+            raise ConfigurationError(
+                CA_PROFILES, f"profile {name!r}: adapter must be one of {known}, or package.module:Class"
+            )
         options = {key: value for key, value in spec.items() if key != "adapter"}
         for key, value in options.items():
             if isinstance(value, str) and "-----BEGIN" in value:
@@ -442,24 +425,6 @@ def _parse_webhooks(raw: str, environ: Mapping[str, str]) -> tuple[WebhookEndpoi
             WebhookEndpoint(name=name, url=url.strip(), secret=secret, match_tag=_parse_tag(name, spec.get("tag")))
         )
     return tuple(endpoints)
-
-
-def url_problem(url: str) -> str | None:
-    """Why a webhook URL is refused (not https, and not plain http on loopback), or ``None`` when it is fine."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsing the port is what raises for a malformed one
-    except ValueError:
-        return "url is not a valid URL"
-    if not parts.hostname:
-        return "url has no host"
-    if parts.username or parts.password:
-        return "url must not carry credentials"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
-        return None
-    return "url must be https (plain http only on loopback)"
 
 
 def _check_webhook_secret(setting: str, secret: str) -> None:

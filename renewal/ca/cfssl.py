@@ -46,10 +46,8 @@ from cryptography.hazmat.primitives import serialization
 
 from renewal._shared.http import (
     new_session,
-    redirect_refused,
     retry_after_seconds,
-    tls_untrusted,
-    tls_verification_failed,
+    send,
 )
 from renewal.ca._options import (
     CaBundleOptions,
@@ -150,8 +148,8 @@ class CfsslCA:
                 answered something that is not a certificate (``cfssl_bad_answer``), its TLS certificate does not
                 verify (``ca_tls_untrusted``: untrusted issuer or another host name), or it answered a redirect,
                 which is never followed with the CSR and its HMAC token (``ca_redirect_refused``).
-            RetryableError: CFSSL is unreachable (``cfssl_unreachable``, other TLS failures too), timed out
-                (``cfssl_timeout``), or failed on its side (``cfssl_unavailable``: 5xx, or an upstream/store error
+            RetryableError: CFSSL is unreachable or timed out (``ca_unreachable``, other TLS failures too), or
+                failed on its side (``cfssl_unavailable``: 5xx, or an upstream/store error
                 it reports).
         """
         try:
@@ -191,32 +189,17 @@ class CfsslCA:
 
     def _call(self, endpoint: str, body: Mapping[str, str]) -> Mapping[str, object]:
         url = self._url + _API + endpoint
-        try:
-            # Never follow a Location with the CSR and the HMAC token (307/308 keep the body, even off-host).
-            response = self._session.post(
-                url,
-                json=body,
-                timeout=self._timeout,
-                verify=self._verify,
-                headers={"User-Agent": _USER_AGENT},
-                allow_redirects=False,
-            )
-        except requests.exceptions.SSLError as exc:
-            if tls_verification_failed(exc):
-                raise tls_untrusted("CFSSL", url, reason="ca_tls_untrusted") from exc
-            raise RetryableError(
-                f"CFSSL at {self._url} is unreachable (TLS failed)", reason="cfssl_unreachable"
-            ) from exc
-        except requests.Timeout as exc:
-            raise RetryableError(f"CFSSL at {self._url} did not answer in time", reason="cfssl_timeout") from exc
-        except requests.RequestException as exc:
-            raise RetryableError(f"CFSSL at {self._url} is unreachable", reason="cfssl_unreachable") from exc
-        if 300 <= response.status_code < 400:
-            response.close()
-            location = response.headers.get("Location")
-            raise redirect_refused(
-                f"CFSSL {endpoint}", response.status_code, location, url, reason="ca_redirect_refused"
-            )
+        # send never follows a Location with the CSR and the HMAC token (307/308 keep the body, even off-host).
+        response = send(
+            self._session,
+            "POST",
+            url,
+            what=f"CFSSL {endpoint}",
+            json=body,
+            timeout=self._timeout,
+            verify=self._verify,
+            headers={"User-Agent": _USER_AGENT},
+        )
 
         try:
             envelope = response.json()

@@ -1,4 +1,4 @@
-"""Deployment webhooks: the CloudEvents payload, Standard Webhooks signing, and a sender with quick retries.
+"""Deployment webhooks: Standard Webhooks signing and a sender with quick retries (payloads: renewal.pure.payloads).
 
 docs/architecture.md §4: the body is a CloudEvents 1.0 JSON event, sent in structured mode as
 ``application/cloudevents+json``

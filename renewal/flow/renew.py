@@ -44,7 +44,7 @@ from renewal.errors import ClaimLostError, PermanentError, RenewalError, Retryab
 from renewal.flow.deliveries import queue_failure, queue_for
 from renewal.flow.runtime import Runtime
 from renewal.outcome import Delivery, Outcome, Status, log_outcome, to_dict
-from renewal.pure.backoff import next_attempt
+from renewal.pure.backoff import EXPIRY_MARGIN, next_attempt
 from renewal.pure.intake import Ignored, RenewalRequest
 from renewal.pure.plan import CertificateState, Plan, Resume, Skip, decide, profile_for
 from renewal.pure.tags import RENEWED_BY_VALUE
@@ -610,8 +610,6 @@ def _within_expiry(moment: datetime, record: RenewalRecord, now: datetime) -> da
     """Never schedule a poll past the certificate's expiry (less the margin ``next_attempt`` keeps too)."""
     if record.expires_on is None:
         return moment
-    from renewal.pure.backoff import EXPIRY_MARGIN
-
     latest = datetime.fromtimestamp(record.expires_on, UTC) - EXPIRY_MARGIN
     return moment if moment <= latest else max(latest, now)
 

@@ -42,7 +42,6 @@ __all__ = [
     "HISTORY_LIMIT",
     "OUTBOX_PER_SAVE",
     "RETENTION_SECONDS",
-    "ClaimLostError",
     "Journal",
     "OutboxItem",
     "ReadCount",

@@ -87,6 +87,18 @@ class Reason(StrEnum):
     DELIVERY_DEAD_LETTERED = "delivery_dead_lettered"
     EXPIRY_AT_RISK = "expiry_at_risk"
     JOURNAL_UNAVAILABLE = "journal_unavailable"
+    # Observe mode: what the app would have done (status ``skipped``), and a failure streak that ended.
+    WOULD_RENEW = "would_renew"
+    RECOVERED = "recovered"
+    # The rollout of a merged version to the services that present it (docs/targets.md).
+    ROLLOUT_COMPLETE = "rollout_complete"
+    ROLLOUT_STALLED = "rollout_stalled"
+    TARGET_PUSH_FAILED = "target_push_failed"
+    VERSION_PINNED = "version_pinned"
+    REVOKED = "revoked"
+    REVOCATION_FAILED = "revocation_failed"
+    # Fleet fan-out through the Storage queue.
+    QUEUE_MESSAGE_POISONED = "queue_message_poisoned"
     # What nothing more specific describes.
     TRANSIENT_ERROR = "transient_error"
     PERMANENT_ERROR = "permanent_error"

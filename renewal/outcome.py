@@ -203,6 +203,8 @@ class Delivery:
         attempts: how many requests were sent (0 when the URL was refused before sending).
         status_code: the last HTTP status, or ``None`` when no answer came.
         error: why it failed, or ``None``.
+        permanent: retrying cannot help (a refused configuration, a target that pins a version): dead-letter now.
+        retry_after_seconds: how long the destination asked us to wait before the next attempt, if it did.
     """
 
     endpoint: str
@@ -211,6 +213,8 @@ class Delivery:
     attempts: int
     status_code: int | None
     error: str | None
+    permanent: bool = False
+    retry_after_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

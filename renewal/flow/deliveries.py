@@ -23,6 +23,8 @@ from renewal.pure.backoff import next_attempt
 from renewal.pure.payloads import build_payload, endpoints_for
 from renewal.pure.verify import VerifiedCertificate
 from renewal.shells.journal import OutboxItem, RenewalJournal
+from renewal.shells.metrics import Metrics, NoMetrics
+from renewal.shells.senders import OutboxSender, endpoint_kind
 from renewal.shells.webhooks import WebhookSender
 from renewal.steps import Step
 
@@ -113,6 +115,8 @@ class Deliverer:
         rng: jitter source (injected in tests).
         checkpoint: called with ``"deliver:sent"`` after each send, before its row is saved (the
             crash-resume tests stop a worker there).
+        senders: the other destinations by endpoint kind (``notify``, ``target``, ``revoke``).
+        metrics: where each attempt and dead letter is counted.
     """
 
     def __init__(
@@ -125,6 +129,8 @@ class Deliverer:
         clock: Callable[[], float],
         rng: random.Random | None = None,
         checkpoint: Callable[[str], None] = lambda step: None,
+        senders: Mapping[str, OutboxSender] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._journal = journal
@@ -133,6 +139,8 @@ class Deliverer:
         self._clock = clock
         self._rng = rng or random.Random()
         self._checkpoint = checkpoint
+        self._senders = dict(senders or {})
+        self._metrics = metrics or NoMetrics()
 
     def send(self, items: Sequence[OutboxItem]) -> tuple[Delivery, ...]:
         """Send each pending row once (with the sender's quick retries) and save its new state.
@@ -152,13 +160,18 @@ class Deliverer:
         delivery = self._attempt(item)
         # A crash here (sent, not yet recorded) makes the next attempt send it again with the same webhook-id.
         self._checkpoint(f"{Step.DELIVER}:sent")
+        kind = _metric_kind(item.endpoint)
+        self._metrics.delivery(
+            endpoint=item.endpoint, kind=kind, result="delivered" if delivery.delivered else "failed"
+        )
         if delivery.delivered:
             updated = replace(item, status="delivered", attempts=item.attempts + delivery.attempts, last_error=None)
         else:
             attempts = item.attempts + max(delivery.attempts, 1)
             age_hours = (now - item.created_at) / 3600
-            if age_hours >= self._settings.webhook_max_age_hours:
+            if delivery.permanent or age_hours >= self._settings.webhook_max_age_hours:
                 updated = replace(item, status="dead", attempts=attempts, last_error=delivery.error)
+                self._metrics.dead_letter(endpoint=item.endpoint, kind=kind)
                 self._announce_dead_letter(updated, now)
                 logger.error(
                     "delivery dead-lettered endpoint=%s webhook_id=%s vault=%s certificate=%s version=%s "
@@ -181,6 +194,8 @@ class Deliverer:
                     cap=_LONGEST_RETRY,
                     rng=self._rng,
                 )
+                if delivery.retry_after_seconds is not None:
+                    moment = max(moment, datetime.fromtimestamp(now + delivery.retry_after_seconds, UTC))
                 updated = replace(
                     item, attempts=attempts, next_attempt_at=moment.timestamp(), last_error=delivery.error
                 )
@@ -212,7 +227,19 @@ class Deliverer:
             if self._topic is None:
                 return Delivery(item.endpoint, item.webhook_id, False, 0, None, "no outcome topic is configured now")
             return self._topic.publish(payload, webhook_id=item.webhook_id)
+        kind, _ = endpoint_kind(item.endpoint)
+        if kind != "webhook":
+            sender = self._senders.get(kind)
+            if sender is None:
+                return Delivery(item.endpoint, item.webhook_id, False, 0, None, f"no {kind} destination is configured")
+            return sender.send(item)
         endpoint = next((e for e in self._settings.webhooks if e.name == item.endpoint), None)
         if endpoint is None:
             return Delivery(item.endpoint, item.webhook_id, False, 0, None, "the endpoint is no longer configured")
         return self._webhooks.deliver(endpoint, payload, webhook_id=item.webhook_id)
+
+
+def _metric_kind(endpoint: str) -> str:
+    if endpoint == TOPIC_ENDPOINT:
+        return "topic"
+    return endpoint_kind(endpoint)[0]

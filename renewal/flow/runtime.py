@@ -23,6 +23,8 @@ from renewal.pure.redact import SecretScrubber, scrub
 from renewal.settings import Settings
 from renewal.shells.journal import Journal, RenewalJournal, table_client_from_environ
 from renewal.shells.keyvault import KeyVaultClients, StaticTokenCredential, is_loopback_url
+from renewal.shells.metrics import Metrics, NoMetrics
+from renewal.shells.senders import OutboxSender
 from renewal.shells.webhooks import WebhookSender
 
 if TYPE_CHECKING:
@@ -96,6 +98,9 @@ class Runtime:
         rng: jitter source.
         worker_id: who holds claims taken by this runtime.
         checkpoint: called as the renewal passes each step (see ``Checkpoint``).
+        metrics: where measurements go (``NoMetrics`` when no exporter is configured).
+        senders: the outbox destinations other than webhooks and the topic, by endpoint kind (``notify``,
+            ``target``, ``revoke``; see renewal.shells.senders).
     """
 
     settings: Settings
@@ -107,7 +112,9 @@ class Runtime:
     rng: random.Random
     worker_id: str
     checkpoint: Checkpoint
-    _adapters: _Adapters = field(repr=False)
+    metrics: Metrics = field(default_factory=NoMetrics)
+    senders: Mapping[str, OutboxSender] = field(default_factory=dict)
+    _adapters: _Adapters = field(repr=False, default_factory=lambda: _Adapters({}))
 
     def adapter(self, profile: CAProfile) -> CAAdapter:
         """The profile's CA adapter: the one handed to ``build_runtime``, or built (once) from its options.
@@ -131,6 +138,8 @@ class Runtime:
             clock=lambda: self.clock().timestamp(),
             rng=self.rng,
             checkpoint=self.checkpoint,
+            senders=self.senders,
+            metrics=self.metrics,
         )
 
 
@@ -146,6 +155,8 @@ def build_runtime(
     webhooks: WebhookSender | None = None,
     topic: OutcomeTopic | None = None,
     worker_id: str | None = None,
+    metrics: Metrics | None = None,
+    senders: Mapping[str, OutboxSender] | None = None,
 ) -> Runtime:
     """Build the runtime the settings describe; each keyword replaces one part (tests inject here).
 
@@ -193,5 +204,7 @@ def build_runtime(
         rng=rng or random.Random(),
         worker_id=worker_id or _worker_id(),
         checkpoint=checkpoint or _no_checkpoint,
+        metrics=metrics or NoMetrics(),
+        senders=dict(senders or {}),
         _adapters=_Adapters(settings.environ, dict(adapters or {})),
     )

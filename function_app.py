@@ -39,3 +39,11 @@ def renewal_status(req: func.HttpRequest) -> func.HttpResponse:
     """The journal: renewals under way, failures, dead letters, next renewal times."""
     status, body = renewal.status()
     return func.HttpResponse(body, status_code=status, mimetype="application/json")
+
+
+@app.function_name(name="renewal_status_page")
+@app.route(route="status/page", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def renewal_status_page(req: func.HttpRequest) -> func.HttpResponse:
+    """The fleet for a person: summary, expiry timeline, failures, dead letters, next renewals (one HTML page)."""
+    status, body = renewal.status_page()
+    return func.HttpResponse(body, status_code=status, mimetype="text/html", charset="utf-8")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from renewal.outcome import Outcome
 
-__all__ = ["handle_event", "handle_event_grid_event", "renew_now", "run_sweep", "status"]
+__all__ = ["handle_event", "handle_event_grid_event", "renew_now", "run_sweep", "status", "status_page"]
 
 
 def handle_event_grid_event(event: Any) -> Outcome:
@@ -46,3 +46,10 @@ def status() -> tuple[int, str]:
     from renewal.flow.entry import status as report
 
     return report()
+
+
+def status_page() -> tuple[int, str]:
+    """The status page as HTTP status and HTML. See ``renewal.flow.page``."""
+    from renewal.flow.page import status_page as page
+
+    return page()

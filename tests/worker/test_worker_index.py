@@ -34,7 +34,13 @@ def test_worker_indexes_the_event_grid_function(indexed: dict[str, object]) -> N
 
 def test_worker_indexes_only_the_expected_functions(indexed: dict[str, object]) -> None:
     """Indexing yields exactly the functions the app declares, nothing stray."""
-    assert set(indexed) == {"keyvault_certificate_events", "renewal_sweep", "manual_renew", "renewal_status"}
+    assert set(indexed) == {
+        "keyvault_certificate_events",
+        "renewal_sweep",
+        "manual_renew",
+        "renewal_status",
+        "renewal_status_page",
+    }
 
 
 def _bindings(function: object) -> list[dict[str, object]]:
@@ -52,7 +58,11 @@ def test_worker_indexes_the_sweep_on_its_configurable_schedule(indexed: dict[str
 
 @pytest.mark.parametrize(
     ("name", "route", "methods"),
-    [("manual_renew", "renew/{vault}/{name}", ["POST"]), ("renewal_status", "status", ["GET"])],
+    [
+        ("manual_renew", "renew/{vault}/{name}", ["POST"]),
+        ("renewal_status", "status", ["GET"]),
+        ("renewal_status_page", "status/page", ["GET"]),
+    ],
 )
 def test_worker_indexes_http_triggers_behind_function_keys(
     indexed: dict[str, object], name: str, route: str, methods: list[str]

@@ -37,6 +37,7 @@ TRIGGERS: dict[str, dict[str, object]] = {
         "methods": ["POST"],
     },
     "renewal_status": {"type": "httpTrigger", "authLevel": "FUNCTION", "route": "status", "methods": ["GET"]},
+    "renewal_status_page": {"type": "httpTrigger", "authLevel": "FUNCTION", "route": "status/page", "methods": ["GET"]},
 }
 
 

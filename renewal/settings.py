@@ -19,6 +19,11 @@ Every error is a ``ConfigurationError`` that names the faulty setting and never 
     Development only: a PEM file of CAs to trust for the vault's TLS (the local emulator).
 ``RENEWAL_KEYVAULT_STATIC_TOKEN``
     Development only: a static bearer token for the local emulator; refused unless every vault URL is on loopback.
+``RENEWAL_OBSERVE``
+    ``true``: observe mode. The app decides and reports what it would do (``would_renew``, with the window) but
+    creates no version and asks no CA. A certificate's ``renewal-observe`` tag (``true``/``false``) overrides it.
+``RENEWAL_SDK_LOG_LEVEL``
+    The Azure SDK loggers' level (default ``WARNING``: their HTTP logging policy logs every request at INFO).
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ WEBHOOK_RETRY_SECONDS = "RENEWAL_WEBHOOK_RETRY_SECONDS"
 KEYVAULT_TIMEOUT = "RENEWAL_KEYVAULT_TIMEOUT_SECONDS"
 OUTCOME_TOPIC_KEY = "RENEWAL_OUTCOME_TOPIC_KEY_SETTING"
 SWEEP_SCHEDULE = "RENEWAL_SWEEP_SCHEDULE"
+OBSERVE = "RENEWAL_OBSERVE"
+SDK_LOG_LEVEL = "RENEWAL_SDK_LOG_LEVEL"
 MANUAL_COOLDOWN = "RENEWAL_MANUAL_COOLDOWN_SECONDS"
 OUTBOX_RETENTION = "RENEWAL_OUTBOX_RETENTION_DAYS"
 # Every name is matched whole (``fullmatch``) and in ASCII: ``$`` lets a trailing newline through, and Unicode
@@ -143,6 +150,10 @@ class Settings:
         outbox_retention_days: how long delivered and dead-lettered notifications stay in the journal.
         storage: the settings that say where the journal lives (``AzureWebJobsStorage*``,
             ``RENEWAL_JOURNAL_CONNECTION``), as read.
+        observe: observe mode for every certificate without a ``renewal-observe`` tag: decide and report
+            (``would_renew``), never create a version or call a CA.
+        sdk_log_level: the level of the Azure SDK's loggers (their HTTP logging policy logs every request at
+            INFO, which costs money in Application Insights): WARNING unless asked.
     """
 
     vaults: Mapping[str, VaultConfig]
@@ -172,6 +183,8 @@ class Settings:
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
     outbox_retention_days: float = 7.0
     storage: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    observe: bool = False
+    sdk_log_level: str = "WARNING"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -228,6 +241,8 @@ class Settings:
             sweep_interval=_sweep_interval(environ),
             manual_cooldown_seconds=_number(environ, MANUAL_COOLDOWN, 300.0, low=0.0, high=86400.0),
             outbox_retention_days=_number(environ, OUTBOX_RETENTION, 7.0, low=1.0, high=365.0),
+            observe=_flag(environ, OBSERVE),
+            sdk_log_level=_log_level(environ, SDK_LOG_LEVEL),
             storage=tuple(
                 sorted(
                     (key, value)
@@ -245,6 +260,22 @@ class Settings:
             keyvault_static_token=token,
             environ=MappingProxyType(dict(environ)),
         )
+
+
+def _flag(environ: Mapping[str, str], setting: str) -> bool:
+    raw = (_optional(environ, setting) or "false").lower()
+    if raw in ("true", "yes", "1", "on"):
+        return True
+    if raw in ("false", "no", "0", "off"):
+        return False
+    raise ConfigurationError(setting, "must be true or false")
+
+
+def _log_level(environ: Mapping[str, str], setting: str) -> str:
+    raw = (_optional(environ, setting) or "WARNING").upper()
+    if raw not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigurationError(setting, "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return raw
 
 
 def _number(environ: Mapping[str, str], setting: str, default: float, *, low: float, high: float) -> float:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -43,22 +44,32 @@ from renewal.ca import (
 from renewal.errors import ClaimLostError, PermanentError, RenewalError, RetryableError
 from renewal.flow.deliveries import queue_failure, queue_for
 from renewal.flow.runtime import Runtime
-from renewal.outcome import Delivery, Outcome, Status, log_outcome, to_dict
+from renewal.outcome import Delivery, Outcome, Reason, Status, log_outcome, to_dict
 from renewal.pure.backoff import EXPIRY_MARGIN, next_attempt
 from renewal.pure.intake import Ignored, RenewalRequest
-from renewal.pure.plan import CertificateState, Plan, Resume, Skip, decide, profile_for
-from renewal.pure.tags import RENEWED_BY_VALUE
+from renewal.pure.plan import (
+    CertificateState,
+    ListedCertificate,
+    Plan,
+    Resume,
+    Skip,
+    decide,
+    listed_window_start,
+    profile_for,
+)
+from renewal.pure.tags import (
+    LEGACY_TAGS,
+    MAX_TAGS,
+    RENEWED_BY_TAG,
+    is_observed,
+    our_tag,
+    previous_version_tagged,
+    tag_value,
+)
 from renewal.pure.verify import VerifiedCertificate, describe, verify_issued
 from renewal.pure.window import WindowRule
 from renewal.shells.journal import OutboxItem, RenewalJournal, RenewalRecord
-from renewal.shells.keyvault import (
-    TAG_PREVIOUS_VERSION,
-    TAG_RENEWED_BY,
-    TAG_RENEWED_WITH_PROFILE,
-    CertificateSnapshot,
-    PendingVersion,
-    VaultCertificates,
-)
+from renewal.shells.keyvault import CertificateSnapshot, PendingVersion, VaultCertificates
 from renewal.steps import Step
 
 __all__ = ["outcome_for_ignored", "renew"]
@@ -93,7 +104,7 @@ def renew(request: RenewalRequest, runtime: Runtime) -> Outcome:
     except ClaimLostError:
         # Another worker took the record over (our claim lapsed): it owns the renewal now, nothing failed.
         outcome = context.outcome("skipped", "renewal_in_progress", _SOMEONE_ELSE)
-        return _logged(replace(outcome, duration_seconds=time.monotonic() - started))
+        return _measured(runtime, _logged(replace(outcome, duration_seconds=time.monotonic() - started)))
     except RenewalError as exc:
         return _failed(request, runtime, context, run, exc, started)
     outcome = replace(outcome, duration_seconds=time.monotonic() - started)
@@ -103,7 +114,7 @@ def renew(request: RenewalRequest, runtime: Runtime) -> Outcome:
             # Nothing is under way: an earlier failure's retry time no longer applies.
             record = replace(record, next_attempt_at=None)
         _release(runtime.journal, record, outcome, now=runtime.clock())
-    return _logged(outcome)
+    return _measured(runtime, _logged(outcome))
 
 
 def outcome_for_ignored(ignored: Ignored) -> Outcome:
@@ -128,6 +139,8 @@ class _Context:
     previous_version: str | None = None
     new_version: str | None = None
     deliveries: tuple[Delivery, ...] = ()
+    # What the outcome should tell about the new version (an EKU that changed, a tag that did not fit).
+    notes: tuple[str, ...] = ()
 
     def outcome(self, status: Status, reason: str, message: str, *, renews_from: datetime | None = None) -> Outcome:
         # Oddities intake tolerated (an Id naming another host, say) stay visible in the record.
@@ -207,7 +220,7 @@ class _Run:
             return None
         if not state.has_certificate or state.version == record.previous_version:
             return None
-        if state.tags.get(TAG_PREVIOUS_VERSION) == record.previous_version:
+        if previous_version_tagged(state.tags) == record.previous_version:
             # Key Vault holds the version this renewal merged, but the journal never heard (a crash right after
             # the merge): queue its notifications now and deliver them.
             self.context.ca_profile, self.context.previous_version = record.ca_profile, record.previous_version
@@ -235,6 +248,8 @@ class _Run:
             return self.context.outcome("skipped", plan.reason, plan.message, renews_from=plan.renews_from)
         profile = plan.profile
         self.context.ca_profile = profile.name
+        if not isinstance(plan, Resume) and is_observed(state.tags, app_observes=self.runtime.settings.observe):
+            return self.observed(plan.profile)
         if isinstance(plan, Resume):
             self.pending = self.vault.pending_version(self.request.certificate_name)
         else:
@@ -259,6 +274,20 @@ class _Run:
         _debug(self.request, "begin", f"resumed={self.pending.resumed}")
         self.passed(Step.BEGIN)
         return None
+
+    def observed(self, profile: CAProfile) -> Outcome:
+        """Observe mode: say what would be done now, and change nothing (no new version, no CA request)."""
+        state = self.snapshot.state
+        self.context.previous_version = state.version
+        expires = state.expires_on.isoformat(timespec="minutes") if state.expires_on else "unknown"
+        window = _listed_window_text(self.runtime, self.request, state)
+        return self.context.outcome(
+            "skipped",
+            "would_renew",
+            f"observe mode: would create a new version of {state.version or 'the certificate'} now and have CA "
+            f"profile {profile.name!r} ({profile.adapter}) sign it; the window {window}, it expires {expires}",
+            renews_from=_window_start(self.runtime, self.request, state),
+        )
 
     def decide(self) -> Plan:
         """The plan for this certificate now; for an early event, the CA's suggestion (ACME ARI) is asked once."""
@@ -304,10 +333,11 @@ class _Run:
         )
         # ACME ARI: an order that names the certificate it replaces (RFC 9773 §5), when the current one is known.
         replaced = self.snapshot.certificate_der if self.snapshot.state.has_certificate else None
-        if replaced and isinstance(adapter, ReplacingCAAdapter):
-            answer = adapter.submit_replacing(signing, _pem(replaced))
-        else:
-            answer = adapter.submit(signing)
+        with self.measured_ca_request(profile):
+            if replaced and isinstance(adapter, ReplacingCAAdapter):
+                answer = adapter.submit_replacing(signing, _pem(replaced))
+            else:
+                answer = adapter.submit(signing)
         return self.answered(Step.SUBMIT, answer, profile, adapter, pending)
 
     def poll(self) -> Outcome | None:
@@ -320,13 +350,27 @@ class _Run:
         pending = self.pending_version()
         if pending is None or self.record.step != Step.POLL:
             return None
-        answer = adapter.poll(self.record.ca_reference or "")
+        with self.measured_ca_request(profile):
+            answer = adapter.poll(self.record.ca_reference or "")
         return self.answered(Step.POLL, answer, profile, adapter, pending)
+
+    @contextmanager
+    def measured_ca_request(self, profile: CAProfile) -> Iterator[None]:
+        """Count a CA request that failed, by its closed reason (``answered`` counts those that answered)."""
+        metrics = self.runtime.metrics
+        try:
+            yield
+        except RenewalError as exc:
+            reason, _ = Reason.of(exc.reason, retryable=isinstance(exc, RetryableError))
+            metrics.ca_request(ca_profile=profile.name, adapter=profile.adapter, result=str(reason))
+            raise
 
     def answered(
         self, step: Step, answer: Issued | Pending, profile: CAProfile, adapter: CAAdapter, pending: PendingVersion
     ) -> Outcome | None:
         """Record what the CA said: a verified certificate (─► MERGE) or a deferral (stay at POLL, waiting)."""
+        result = "pending" if isinstance(answer, Pending) else "issued"
+        self.runtime.metrics.ca_request(ca_profile=profile.name, adapter=profile.adapter, result=result)
         _debug(self.request, step, f"profile={profile.name} answer={type(answer).__name__.lower()}")
         if isinstance(answer, Pending):
             if not isinstance(adapter, DeferringCAAdapter):
@@ -396,6 +440,7 @@ class _Run:
         tags = self.new_version_tags()
         merged = self.vault.merge(self.request.certificate_name, verified, tags=tags)
         self.context.new_version = merged.version
+        self.context.notes += _carry_notes(self.snapshot, leaf, tags)
         _debug(self.request, "merge", f"new_version={merged.version}")
         self.queue_and_save(merged.version, verified, tags)
         self.passed(Step.MERGE)
@@ -438,6 +483,8 @@ class _Run:
         message = f"new version {record.new_version} merged; webhooks delivered {delivered}/{sent}"
         if self.resumed:
             message += " (resumed a renewal already under way)"
+        if self.context.notes:
+            message += "; " + "; ".join(self.context.notes)
         return self.context.outcome("renewed", "renewed", message)
 
     # --- what the steps share ------------------------------------------------------------------------------
@@ -543,7 +590,7 @@ def _failed(
             queued = {item.webhook_id for item in announcements}
             stored = runtime.journal.outbox([record.vault_name], certificate_name=record.certificate_name)
             runtime.deliverer().send([item for item in stored if item.webhook_id in queued])
-    _logged(outcome)
+    _measured(runtime, _logged(outcome))
     if retryable and request.trigger == "event_grid":
         # The host logs what it is raised, chain included: only the scrubbed message leaves.
         raise RetryableError(message, reason=outcome.reason, retry_after=_retry_after(exc)) from None
@@ -569,6 +616,15 @@ def _release(
     except RetryableError as exc:
         # The claim lapses by itself; the renewal's own outcome is what matters here.
         logger.debug("could not release the claim of %s: %s", outcome.certificate_name, exc.reason)
+
+
+def _measured(runtime: Runtime, outcome: Outcome) -> Outcome:
+    """Count the renewal's outcome (and its duration) in the app's metrics."""
+    profile = runtime.settings.ca_profiles.get(outcome.ca_profile) if outcome.ca_profile else None
+    runtime.metrics.renewal_finished(
+        outcome, duration_seconds=outcome.duration_seconds, adapter=profile.adapter if profile else None
+    )
+    return outcome
 
 
 def _logged(outcome: Outcome) -> Outcome:
@@ -617,7 +673,7 @@ def _within_expiry(moment: datetime, record: RenewalRecord, now: datetime) -> da
 def _previous_version(snapshot: CertificateSnapshot, record: RenewalRecord) -> str | None:
     """The version being replaced: the placeholder's tag says it, else the current version is it."""
     state = snapshot.state
-    tagged = state.tags.get(TAG_PREVIOUS_VERSION)
+    tagged = previous_version_tagged(state.tags)
     if not state.has_certificate:
         return tagged or record.previous_version
     return state.version
@@ -638,9 +694,53 @@ def _pem(der: bytes) -> str:
 
 
 def _new_version_tags(current: Mapping[str, str], *, profile: str, previous_version: str | None) -> dict[str, str]:
-    tags = dict(current)
-    tags[TAG_RENEWED_BY] = RENEWED_BY_VALUE
-    tags[TAG_RENEWED_WITH_PROFILE] = profile
-    if previous_version:
-        tags[TAG_PREVIOUS_VERSION] = previous_version
+    """The owners' tags, carried unchanged, plus the app's one tag (docs/adopting.md, "What carries over").
+
+    Tags of the app's own from before (three of them, once) are dropped. A certificate whose owners use all 15
+    tags Key Vault allows is renewed without the app's tag rather than refused: the journal still knows the
+    replaced version, and the outcome says so.
+    """
+    ours = {name.lower() for name in (*LEGACY_TAGS, RENEWED_BY_TAG)}
+    tags = {key: value for key, value in current.items() if key.strip().lower() not in ours}
+    if len(tags) < MAX_TAGS:
+        name, value = our_tag(profile=profile, previous_version=previous_version)
+        tags[name] = value
     return tags
+
+
+def _carry_notes(snapshot: CertificateSnapshot, leaf: x509.Certificate, tags: Mapping[str, str]) -> tuple[str, ...]:
+    """What differs between the replaced certificate and the new one that its owners should hear about."""
+    notes = []
+    if tag_value(tags, RENEWED_BY_TAG) is None:
+        notes.append(f"the new version carries no {RENEWED_BY_TAG} tag: its owners use all {MAX_TAGS} tags")
+    if snapshot.state.has_certificate and snapshot.certificate_der:
+        before, after = _ekus(x509.load_der_x509_certificate(snapshot.certificate_der)), _ekus(leaf)
+        if before != after:
+            notes.append(
+                "the CA changed the extended key usages: "
+                f"{', '.join(sorted(before)) or 'none'} before, {', '.join(sorted(after)) or 'none'} now"
+            )
+    return tuple(notes)
+
+
+def _ekus(certificate: x509.Certificate) -> frozenset[str]:
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    return frozenset(getattr(oid, "_name", None) or oid.dotted_string for oid in usages)
+
+
+def _window_start(runtime: Runtime, request: RenewalRequest, state: CertificateState) -> datetime | None:
+    listed = ListedCertificate(
+        name=state.name, expires_on=state.expires_on, not_before=state.not_before, tags=dict(state.tags)
+    )
+    try:
+        return listed_window_start(runtime.settings, request.vault_name, listed)
+    except RenewalError:
+        return None
+
+
+def _listed_window_text(runtime: Runtime, request: RenewalRequest, state: CertificateState) -> str:
+    start = _window_start(runtime, request, state)
+    return f"opened {start.isoformat(timespec='minutes')}" if start is not None else "is open"

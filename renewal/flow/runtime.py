@@ -30,7 +30,15 @@ from renewal.shells.webhooks import WebhookSender
 if TYPE_CHECKING:
     from renewal.shells.topic import OutcomeTopic
 
-__all__ = ["Checkpoint", "Clock", "Runtime", "build_runtime", "log_retries_at_debug", "system_clock"]
+__all__ = [
+    "Checkpoint",
+    "Clock",
+    "Runtime",
+    "build_runtime",
+    "log_retries_at_debug",
+    "quiet_sdk_loggers",
+    "system_clock",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +72,17 @@ def log_retries_at_debug() -> None:
         )
 
     stamina.instrumentation.set_on_retry_hooks([log_retry])
+
+
+# The Azure SDK's loggers: the HTTP logging policy logs every request and response at INFO, identity logs every
+# token it gets. In Application Insights that is noise that costs money.
+_SDK_LOGGERS = ("azure", "msal", "urllib3", "opentelemetry")
+
+
+def quiet_sdk_loggers(level: str) -> None:
+    """Set the Azure SDK's (and its transports') loggers to ``level`` (``RENEWAL_SDK_LOG_LEVEL``)."""
+    for name in _SDK_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def _worker_id() -> str:
@@ -189,6 +208,7 @@ def build_runtime(
         )
     SecretScrubber.install(settings.secret_values)
     log_retries_at_debug()
+    quiet_sdk_loggers(settings.sdk_log_level)
     return Runtime(
         settings=settings,
         keyvault=keyvault

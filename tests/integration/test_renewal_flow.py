@@ -42,7 +42,10 @@ def test_near_expiry_event_renews_with_three_keyvault_requests(stack: Stack) -> 
     assert stack.recorder.last["new_version"] == current.properties.version
     assert stack.recorder.last["previous_version"] == event["data"]["Version"]
     assert current.properties.tags["renewal-ca"] == "corp"
-    assert current.properties.tags["renewal-previous-version"] == event["data"]["Version"]
+    assert current.properties.tags["renewal-by"] == (
+        f"keyvault-private-ca-renewal;profile=corp;previous={event['data']['Version']}"
+    )
+    assert not {"renewal-previous-version", "renewal-ca-profile"} & set(current.properties.tags)
 
 
 def test_renewed_version_keeps_its_key_inside_key_vault(stack: Stack) -> None:

@@ -19,6 +19,8 @@ Every error is a ``ConfigurationError`` that names the faulty setting and never 
     Development only: a PEM file of CAs to trust for the vault's TLS (the local emulator).
 ``RENEWAL_KEYVAULT_STATIC_TOKEN``
     Development only: a static bearer token for the local emulator; refused unless every vault URL is on loopback.
+``RENEWAL_NOTIFIERS``
+    JSON object, notifier name → ``{"kind": "teams" | "slack" | "email", ...}``: see docs/notifications.md.
 ``RENEWAL_OBSERVE``
     ``true``: observe mode. The app decides and reports what it would do (``would_renew``, with the window) but
     creates no version and asks no CA. A certificate's ``renewal-observe`` tag (``true``/``false``) overrides it.
@@ -44,6 +46,7 @@ from renewal._shared.urls import is_loopback_host, url_problem
 from renewal.ca import ADAPTERS, adapter_location
 from renewal.ca._protocol import CAProfile
 from renewal.errors import ConfigurationError
+from renewal.notify._config import NotifierConfig, notifier_secret_values, parse_notifiers
 
 __all__ = [
     "Settings",
@@ -152,6 +155,7 @@ class Settings:
             ``RENEWAL_JOURNAL_CONNECTION``), as read.
         observe: observe mode for every certificate without a ``renewal-observe`` tag: decide and report
             (``would_renew``), never create a version or call a CA.
+        notifiers: the Teams, Slack and e-mail notifiers (``RENEWAL_NOTIFIERS``, docs/notifications.md).
         sdk_log_level: the level of the Azure SDK's loggers (their HTTP logging policy logs every request at
             INFO, which costs money in Application Insights): WARNING unless asked.
     """
@@ -185,6 +189,7 @@ class Settings:
     storage: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     observe: bool = False
     sdk_log_level: str = "WARNING"
+    notifiers: tuple[NotifierConfig, ...] = ()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -200,6 +205,7 @@ class Settings:
             known = ", ".join(sorted(profiles)) or "none"
             raise ConfigurationError(DEFAULT_CA_PROFILE, f"names a profile {CA_PROFILES} lacks (configured: {known})")
         webhooks = _parse_webhooks(environ.get(WEBHOOKS, ""), environ)
+        notifiers = parse_notifiers(environ)
         bundle = _optional(environ, KEYVAULT_CA_BUNDLE)
         if bundle is not None and not os.path.isfile(bundle):
             raise ConfigurationError(KEYVAULT_CA_BUNDLE, "names a file that does not exist")
@@ -250,7 +256,9 @@ class Settings:
                     if key.startswith("AzureWebJobsStorage") or key == "RENEWAL_JOURNAL_CONNECTION"
                 )
             ),
-            secret_values=_secret_values(environ, profiles, webhooks, token, topic_key),
+            secret_values=_secret_values(environ, profiles, webhooks, token, topic_key)
+            | frozenset(v for v in notifier_secret_values(notifiers, environ) if len(v) >= 8),
+            notifiers=notifiers,
             outcome_topic_key=topic_key,
             vaults=MappingProxyType(vaults),
             ca_profiles=MappingProxyType(profiles),

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from renewal.notify.routing import announces_dead_letter, notifications_for
 from renewal.outcome import Delivery, Outcome
 from renewal.pure.backoff import next_attempt
 from renewal.pure.payloads import build_payload, endpoints_for
@@ -216,7 +217,20 @@ class Deliverer:
             new_version=item.version or None,
         )
         moment = datetime.fromtimestamp(now, UTC)
-        self._journal.add_outbox(queue_failure(self._settings, outcome, now=moment, occurrence=item.webhook_id))
+        rows = queue_failure(self._settings, outcome, now=moment, occurrence=item.webhook_id)
+        if announces_dead_letter(item):
+            vault = self._settings.vaults.get(item.vault_name.lower())
+            rows += notifications_for(
+                self._settings.notifiers,
+                outcome,
+                previous=None,
+                tags={},
+                vault_url=vault.url if vault else "",
+                now=moment,
+                occurrence=item.webhook_id,
+                exclude={item.endpoint},
+            )
+        self._journal.add_outbox(rows)
 
     def _attempt(self, item: OutboxItem) -> Delivery:
         try:

@@ -44,6 +44,7 @@ from renewal.ca import (
 from renewal.errors import ClaimLostError, PermanentError, RenewalError, RetryableError
 from renewal.flow.deliveries import queue_failure, queue_for
 from renewal.flow.runtime import Runtime
+from renewal.notify.routing import notifications_for
 from renewal.outcome import Delivery, Outcome, Reason, Status, log_outcome, to_dict
 from renewal.pure.backoff import EXPIRY_MARGIN, next_attempt
 from renewal.pure.intake import Ignored, RenewalRequest
@@ -113,7 +114,11 @@ def renew(request: RenewalRequest, runtime: Runtime) -> Outcome:
         if outcome.status == "skipped" and not record.step.under_way:
             # Nothing is under way: an earlier failure's retry time no longer applies.
             record = replace(record, next_attempt_at=None)
-        _release(runtime.journal, record, outcome, now=runtime.clock())
+        # A skip can end a failure streak (renewed meanwhile) or be observe mode's report: the notifiers' rules
+        # decide whether it is news (a renewal's own notifications were queued with its merge).
+        notices = [] if outcome.status == "renewed" else _notices(runtime, run, outcome)
+        _release(runtime.journal, record, outcome, outbox=notices, now=runtime.clock())
+        _send_queued(runtime, record, notices)
     return _measured(runtime, _logged(outcome))
 
 
@@ -448,13 +453,16 @@ class _Run:
 
     def queue_and_save(self, version: str, verified: VerifiedCertificate | None, tags: Mapping[str, str]) -> None:
         renewed = self.context.outcome("renewed", "renewed", f"new version {version} merged")
-        outbox = queue_for(
-            self.runtime.settings,
+        settings, now = self.runtime.settings, self.runtime.clock()
+        outbox = queue_for(settings, renewed, verified=verified, vault_url=self.request.vault_url, tags=tags, now=now)
+        outbox += notifications_for(
+            settings.notifiers,
             renewed,
-            verified=verified,
-            vault_url=self.request.vault_url,
+            previous=self.record.history,
             tags=tags,
-            now=self.runtime.clock(),
+            vault_url=self.request.vault_url,
+            now=now,
+            expires_on=verified.not_after if verified else None,
         )
         self.save(Step.DELIVER, outbox=outbox, new_version=version)
 
@@ -584,17 +592,48 @@ def _failed(
             last_reason=outcome.reason,
             last_error=outcome.message[:500],
         )
-        announcements = queue_failure(runtime.settings, outcome, now=now, occurrence=f"{record.csr_sha256}/{attempts}")
+        occurrence = f"{record.csr_sha256}/{attempts}"
+        snapshot: CertificateSnapshot | None = getattr(run, "snapshot", None)
+        announcements = queue_failure(runtime.settings, outcome, now=now, occurrence=occurrence)
+        announcements += notifications_for(
+            runtime.settings.notifiers,
+            outcome,
+            previous=record.history,
+            tags=snapshot.state.tags if snapshot is not None else {},
+            vault_url=request.vault_url,
+            now=now,
+            occurrence=occurrence,
+            expires_on=datetime.fromtimestamp(record.expires_on, UTC) if record.expires_on is not None else None,
+        )
         _release(runtime.journal, failed, outcome, outbox=announcements, now=now)
-        if announcements:
-            queued = {item.webhook_id for item in announcements}
-            stored = runtime.journal.outbox([record.vault_name], certificate_name=record.certificate_name)
-            runtime.deliverer().send([item for item in stored if item.webhook_id in queued])
+        _send_queued(runtime, record, announcements)
     _measured(runtime, _logged(outcome))
     if retryable and request.trigger == "event_grid":
         # The host logs what it is raised, chain included: only the scrubbed message leaves.
         raise RetryableError(message, reason=outcome.reason, retry_after=_retry_after(exc)) from None
     return outcome
+
+
+def _notices(runtime: Runtime, run: _Run, outcome: Outcome) -> list[OutboxItem]:
+    state = run.snapshot.state
+    return notifications_for(
+        runtime.settings.notifiers,
+        outcome,
+        previous=run.record.history,
+        tags=state.tags,
+        vault_url=run.request.vault_url,
+        now=runtime.clock(),
+        expires_on=state.expires_on,
+    )
+
+
+def _send_queued(runtime: Runtime, record: RenewalRecord, queued: Sequence[OutboxItem]) -> None:
+    """Send now the rows just queued with the record (as stored: another worker may have settled one)."""
+    if not queued:
+        return
+    ids = {item.webhook_id for item in queued}
+    stored = runtime.journal.outbox([record.vault_name], certificate_name=record.certificate_name)
+    runtime.deliverer().send([item for item in stored if item.webhook_id in ids])
 
 
 def _retry_after(exc: RenewalError) -> float | None:

@@ -85,6 +85,16 @@ def quiet_sdk_loggers(level: str) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def _senders(settings: Settings, clock: Clock) -> dict[str, OutboxSender]:
+    """The outbox destinations the settings configure, besides webhooks and the topic."""
+    senders: dict[str, OutboxSender] = {}
+    if settings.notifiers:
+        from renewal.notify import NotifierSender
+
+        senders["notify"] = NotifierSender(settings.notifiers, settings.environ, clock=clock)
+    return senders
+
+
 def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -206,6 +216,8 @@ def build_runtime(
             credential=credential if local_topic else None,
             connection_verify=settings.keyvault_ca_bundle,
         )
+    if senders is None:
+        senders = _senders(settings, clock)
     SecretScrubber.install(settings.secret_values)
     log_retries_at_debug()
     quiet_sdk_loggers(settings.sdk_log_level)

@@ -51,6 +51,7 @@ from renewal.errors import ConfigurationError
 
 __all__ = [
     "COMMON_OPTIONS",
+    "RETIREMENT_OPTIONS",
     "CaBundleOptions",
     "Check",
     "ClientCertificateOptions",
@@ -59,6 +60,7 @@ __all__ = [
     "HostNames",
     "HttpsUrl",
     "OptionError",
+    "RetirementOptions",
     "Seconds",
     "Secret",
     "SecretSetting",
@@ -71,6 +73,7 @@ __all__ = [
     "parse_options",
     "profile_problem",
     "read_certificates",
+    "retirement_options",
     "tls_verify",
     "together",
 ]
@@ -223,6 +226,27 @@ COMMON_OPTIONS = frozenset(option.name for option in fields(CommonOptions))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetirementOptions:
+    """The options every adapter accepts about the certificate a renewal supersedes (docs/ca/revocation.md).
+
+    Read by the rollout (``renewal.flow.retire``), not by the adapter; only an adapter that implements
+    ``RevokingCAAdapter`` may set ``revoke_superseded``.
+
+    Attributes:
+        revoke_superseded: once every deployment target is seen serving the new version, revoke the version it
+            replaced at the CA, then disable that Key Vault version and tag it ``renewal-revoked``.
+        retire_grace_hours: for a certificate with no deployment target, how long after the merge the superseded
+            version is retired (its consumers have that long to pick up the new one).
+    """
+
+    revoke_superseded: bool = False
+    retire_grace_hours: Annotated[float, between(0)] = 24.0
+
+
+RETIREMENT_OPTIONS = frozenset(option.name for option in fields(RetirementOptions))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CaBundleOptions:
     """The options of an adapter that talks HTTPS: the CA that signed its server's TLS certificate.
 
@@ -263,7 +287,8 @@ class ClientCertificateOptions(CaBundleOptions):
 def parse_options(options_class: type[_Options], profile: CAProfile, environ: Mapping[str, str]) -> _Options:
     """Read ``profile``'s options into ``options_class``, a dataclass, resolving its secret settings from ``environ``.
 
-    ``COMMON_OPTIONS`` are allowed besides the class's fields (they are ``renewal.ca.anchors``' to read).
+    ``COMMON_OPTIONS`` and ``RETIREMENT_OPTIONS`` are allowed besides the class's fields (they are
+    ``renewal.ca.anchors``' and ``retirement_options``' to read).
 
     Raises:
         ConfigurationError: an option is unknown, missing, of the wrong type or refused by a check or a condition,
@@ -271,9 +296,34 @@ def parse_options(options_class: type[_Options], profile: CAProfile, environ: Ma
             never a value).
     """
     return _parse(
-        options_class, profile.options, environ, where=f"profile {profile.name!r}", also_known=COMMON_OPTIONS,
+        options_class, profile.options, environ, where=f"profile {profile.name!r}",
+        also_known=COMMON_OPTIONS | RETIREMENT_OPTIONS,
         unknown_suffix=f" for adapter {profile.adapter[:60]}",
     )  # fmt: skip
+
+
+def retirement_options(profile: CAProfile, environ: Mapping[str, str], *, revokes: bool) -> RetirementOptions:
+    """``profile``'s ``RetirementOptions``; ``revokes`` says whether its adapter can revoke (``RevokingCAAdapter``).
+
+    Raises:
+        ConfigurationError: an option is of the wrong type, or ``revoke_superseded`` is set for an adapter whose CA
+            has no revocation call (AD CS web enrollment, EST).
+    """
+    own = CAProfile(
+        profile.name, profile.adapter, {k: v for k, v in profile.options.items() if k in RETIREMENT_OPTIONS}
+    )
+    options = _parse(
+        RetirementOptions, own.options, environ, where=f"profile {profile.name!r}", also_known=frozenset(),
+        unknown_suffix="",
+    )  # fmt: skip
+    if options.revoke_superseded and not revokes:
+        raise profile_problem(
+            profile,
+            f"option revoke_superseded: adapter {profile.adapter[:60]} cannot revoke certificates (its CA's "
+            "protocol has no revocation call; see docs/ca/revocation.md), so the superseded certificate would never "
+            "be revoked; remove the option or revoke at the CA by hand",
+        )
+    return options
 
 
 def parse_option_object(

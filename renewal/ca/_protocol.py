@@ -11,10 +11,12 @@ __all__ = [
     "CAAdapter",
     "CAProfile",
     "DeferringCAAdapter",
+    "HealthChecked",
     "Issued",
     "Pending",
     "RenewalInfoSource",
     "ReplacingCAAdapter",
+    "RevokingCAAdapter",
     "SigningRequest",
 ]
 
@@ -116,3 +118,27 @@ class RenewalInfoSource(Protocol):
     """An adapter whose CA suggests when to renew a certificate (ACME ARI, RFC 9773 §4.2)."""
 
     def suggested_window(self, certificate_pem: str) -> tuple[datetime, datetime] | None: ...
+
+
+@runtime_checkable
+class RevokingCAAdapter(Protocol):
+    """An adapter whose CA can revoke a certificate it issued (docs/ca/revocation.md).
+
+    Only such an adapter's profile may set ``revoke_superseded``; AD CS web enrollment and EST have no revocation
+    call and do not implement this. ``revoke`` succeeds when the certificate is revoked afterwards, including when
+    it already was (a redelivered revocation must not fail). It raises ``RetryableError`` for failures that may
+    pass and ``PermanentError`` for the rest (the CA refuses, the certificate is not its own).
+    """
+
+    def revoke(self, certificate_pem: str, *, reason: str = "superseded") -> None: ...
+
+
+@runtime_checkable
+class HealthChecked(Protocol):
+    """An adapter that can prove, harmlessly, that its CA is reachable and its credentials work (``renewal check``).
+
+    ``check`` asks nothing to be issued or changed, and returns one line describing what it reached (never a
+    secret). It raises ``RenewalError`` (retryable or permanent, as ``submit`` would) when the CA cannot be used.
+    """
+
+    def check(self) -> str: ...

@@ -127,6 +127,14 @@ _USER_AGENT = "keyvault-private-ca-renewal"
 _RETRYABLE_PROBLEMS = frozenset({"rateLimited", "serverInternal", "badNonce", "dns", "connection"})
 _DEFAULT_PENDING_RETRY = 10.0
 # The directory's URL fields (RFC 8555 §7.1.1, RFC 9773 §4.1); "meta" holds only links for humans.
+# RFC 5280 §5.3.1 CRLReason codes, as RFC 8555 §7.6 sends them in "reason".
+_REVOCATION_REASONS = {
+    "unspecified": 0,
+    "key_compromise": 1,
+    "affiliation_changed": 3,
+    "superseded": 4,
+    "cessation_of_operation": 5,
+}
 _DIRECTORY_URLS = ("newNonce", "newAccount", "newOrder", "newAuthz", "revokeCert", "keyChange", "renewalInfo")
 _UP_TO_10_MINUTES = between(0, 600)
 
@@ -297,12 +305,14 @@ class AcmeCA:
         timeout_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        account_configured: bool = True,
     ) -> None:
         """Order from the ACME server at ``directory_url`` with ``account_key``.
 
         ``account_key`` is RSA or EC P-256/P-384; ``eab`` is ``(key id, base64url HMAC key)``; ``allowed_hosts``
         are host names besides the directory's that its URLs may point at; ``clock`` is a monotonic clock in
-        seconds and ``sleep`` waits.
+        seconds and ``sleep`` waits; ``account_configured`` is false for a key generated for this process only
+        (``check`` then does not look for its account).
         """
         self._directory_url = directory_url
         self._policy = _UrlPolicy.for_directory(directory_url, (h.lower() for h in allowed_hosts))
@@ -317,6 +327,7 @@ class AcmeCA:
         self._timeout = timeout_seconds
         self._clock = clock
         self._sleep = sleep
+        self._account_configured = account_configured
 
     def __repr__(self) -> str:
         return f"AcmeCA(directory_url={self._directory_url!r}, eab={self._eab is not None})"
@@ -367,6 +378,7 @@ class AcmeCA:
             poll_timeout_seconds=options.poll_timeout_seconds,
             issuance_wait_seconds=options.issuance_wait_seconds,
             timeout_seconds=max(1.0, options.timeout_seconds),
+            account_configured=options.account_key_setting is not None or options.account_key_store_path is not None,
         )
 
     def submit(self, request: SigningRequest) -> Issued | Pending:
@@ -438,6 +450,51 @@ class AcmeCA:
         if end <= start:
             raise PermanentError("the suggested renewal window ends before it starts", reason="ari_bad_window")
         return start, end
+
+    def revoke(self, certificate_pem: str, *, reason: str = "superseded") -> None:
+        """Revoke a certificate this account ordered (RFC 8555 §7.6), signed with the account key.
+
+        "alreadyRevoked" counts as revoked: a redelivered retirement must not fail. The account must exist (the
+        key that ordered it: ``account_key_setting`` or ``account_key_store_path``).
+
+        Raises:
+            PermanentError: ``certificate_invalid`` (not PEM), ``acme_account_does_not_exist``, ``acme_unauthorized``
+                (the account may not revoke it), ``acme_bad_revocation_reason``, or a refusal as in ``submit``.
+            RetryableError: as in ``submit``.
+        """
+        try:
+            certificate = x509.load_pem_x509_certificate(certificate_pem.encode("ascii", errors="replace"))
+        except ValueError as exc:
+            raise PermanentError("the certificate to revoke is not PEM", reason="certificate_invalid") from exc
+        session = self._connect()
+        with _translated(session.last):
+            if _directory_entry(session.client.directory, "revokeCert") is None:
+                raise PermanentError("the ACME directory offers no revokeCert", reason="acme_bad_answer")
+            self._find_account(session, create=False)
+            try:
+                session.client.revoke(certificate, _REVOCATION_REASONS.get(reason, 0))
+            except messages.Error as exc:
+                if exc.code != "alreadyRevoked":
+                    raise
+
+    def check(self) -> str:
+        """Read the directory and, for a configured account key, find its account (``onlyReturnExisting``);
+        nothing is ordered or created.
+
+        Raises:
+            PermanentError: the directory is refused or unreadable, or the configured key has no account
+                (``acme_account_does_not_exist``), as in ``submit``.
+            RetryableError: the server is unreachable or failing, as in ``submit``.
+        """
+        session = self._connect()
+        account = "no account key configured (one is created at the first order)"
+        if self._account_configured:
+            with _translated(session.last):
+                self._find_account(session, create=False)
+            account = "account found"
+        offers = [name for name in ("renewalInfo", "revokeCert") if _directory_entry(session.client.directory, name)]
+        extras = f"; offers {', '.join(offers)}" if offers else ""
+        return f"ACME directory {self._directory_url}: reachable; {account}{extras}"
 
     def _order(self, request: SigningRequest, *, replaces: str | None) -> Issued | Pending:
         try:

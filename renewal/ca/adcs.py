@@ -50,7 +50,16 @@ from requests.auth import AuthBase, HTTPBasicAuth
 
 from renewal._shared.http import DEFAULT_TIMEOUT, new_session, send
 from renewal._shared.pem import order_chain, pem
-from renewal.ca._options import CaBundleOptions, Check, HttpsUrl, Seconds, SecretSetting, parse_options, tls_verify
+from renewal.ca._options import (
+    CaBundleOptions,
+    Check,
+    HttpsUrl,
+    Seconds,
+    SecretSetting,
+    parse_options,
+    retirement_options,
+    tls_verify,
+)
 from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
 from renewal.errors import PermanentError, RetryableError
 
@@ -115,6 +124,8 @@ class AdcsCA:
                 (names the profile and option, or the setting; never the password).
         """
         options = parse_options(AdcsOptions, profile, environ)
+        # Web enrollment has no revocation page (revoking takes the CA console or certutil): refused in plain words.
+        retirement_options(profile, environ, revokes=False)
         password = options.password_setting.value
         auth: AuthBase
         if options.auth == "basic":
@@ -160,6 +171,17 @@ class AdcsCA:
         if pending and "certificate pending" in _text(page).lower():
             return Pending(pending.group(1))
         raise _refusal(page, "certfnsh.asp")
+
+    def check(self) -> str:
+        """Open the web enrollment's welcome page (``GET /certsrv/``) with the credentials; nothing is requested.
+
+        Raises:
+            PermanentError: reason ``auth_failed`` (401), ``ca_refused`` (another 4xx), ``ca_redirect_refused``,
+                ``ca_tls_untrusted``.
+            RetryableError: reason ``ca_unavailable`` or ``ca_unreachable``.
+        """
+        self._request("GET", "")
+        return f"AD CS web enrollment at {self._certsrv}/: credentials accepted; template {self._template!r}"
 
     def poll(self, reference: str) -> Issued | Pending:
         """Fetch request ``reference`` from ``certnew.cer``: issued, still pending, or denied.

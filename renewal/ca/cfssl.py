@@ -28,6 +28,11 @@ base64(request)}`` where ``request`` is the JSON sign request ``{"certificate_re
 (cfssl ``auth.Standard``). The request carries no hosts, so CFSSL takes the names from the CSR as Key Vault made it.
 
 CFSSL signs at once or refuses: it cannot defer issuance, so ``submit`` never answers ``Pending``.
+
+``revoke`` posts ``{"serial", "authority_key_id", "reason"}`` to ``/api/v1/cfssl/revoke``, which exists only when
+``cfssl serve`` runs with a certificate database (``-db-config``) that recorded the certificate when it was signed
+(docs/ca/revocation.md). CFSSL's revoke endpoint takes no authentication, so nothing secret is sent. ``check``
+asks ``/api/v1/cfssl/info`` for the signer's certificate.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ __all__ = ["CfsslCA", "CfsslOptions"]
 _PROFILES_SETTING = "RENEWAL_CA_PROFILES"
 _API = "/api/v1/cfssl/"
 _USER_AGENT = "keyvault-private-ca-renewal"
+# cfssl errors/error.go: CertStoreError (11XXX) RecordNotFound, what revoke answers for a serial it has no row of.
+_RECORD_NOT_FOUND = 11200
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,6 +184,57 @@ class CfsslCA:
         leaf = _certificate_pem(result, "sign")
         return Issued(leaf, self._chain_pem())
 
+    def revoke(self, certificate_pem: str, *, reason: str = "superseded") -> None:
+        """Mark the certificate revoked in CFSSL's certificate database (its CRL and OCSP answers follow it).
+
+        The serial goes as a decimal string and the authority key id as lowercase hex, as ``cfssl serve`` records
+        them; cfssl 1.2 recorded an empty authority key id, so a "not found" is asked once more with an empty one.
+        Revoking a certificate already revoked succeeds.
+
+        Raises:
+            PermanentError: ``cfssl_revoke_not_found`` (no database row: the server has no ``-db-config``, or did
+                not sign it), ``certificate_invalid``, ``cfssl_rejected`` (the endpoint is missing: no database),
+                ``ca_tls_untrusted``, ``ca_redirect_refused``.
+            RetryableError: CFSSL is unreachable or failing (``ca_unreachable``, ``cfssl_unavailable``).
+        """
+        try:
+            certificate = x509.load_pem_x509_certificate(certificate_pem.encode("ascii", errors="replace"))
+        except ValueError as exc:
+            raise PermanentError("the certificate to revoke is not PEM", reason="certificate_invalid") from exc
+        try:
+            identifier = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+            authority = (identifier.key_identifier or b"").hex()
+        except x509.ExtensionNotFound:
+            authority = ""
+        for attempt in dict.fromkeys((authority, "")):
+            body = {"serial": str(certificate.serial_number), "authority_key_id": attempt, "reason": reason}
+            try:
+                self._call("revoke", body, empty_result=True)
+                return
+            except _RecordNotFound:
+                continue
+        raise PermanentError(
+            f"CFSSL has no database record of serial {certificate.serial_number} (is cfssl serve run with "
+            "-db-config, and did it sign this certificate?)",
+            reason="cfssl_revoke_not_found",
+        )
+
+    def check(self) -> str:
+        """Ask ``/api/v1/cfssl/info`` for the signer's certificate; nothing is signed (the auth key is not tried).
+
+        Raises:
+            PermanentError, RetryableError: as ``submit``.
+        """
+        info: dict[str, str] = {}
+        if self._profile is not None:
+            info["profile"] = self._profile
+        if self._label is not None:
+            info["label"] = self._label
+        signer = x509.load_pem_x509_certificate(_certificate_pem(self._call("info", info), "info").encode("ascii"))
+        names = signer.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        name = str(names[0].value) if names else signer.subject.rfc4514_string()
+        return f"CFSSL at {self._url}: signer {name!r}, profile {self._profile or 'default'}"
+
     def _chain_pem(self) -> tuple[str, ...]:
         if self._chain is None:
             info: dict[str, str] = {}
@@ -187,7 +245,7 @@ class CfsslCA:
             self._chain = (_certificate_pem(self._call("info", info), "info"),)
         return self._chain
 
-    def _call(self, endpoint: str, body: Mapping[str, str]) -> Mapping[str, object]:
+    def _call(self, endpoint: str, body: Mapping[str, str], *, empty_result: bool = False) -> Mapping[str, object]:
         url = self._url + _API + endpoint
         # send never follows a Location with the CSR and the HMAC token (307/308 keep the body, even off-host).
         response = send(
@@ -219,9 +277,15 @@ class CfsslCA:
         if response.status_code >= 400 or envelope.get("success") is not True:
             raise _refusal(endpoint, response.status_code, envelope)
         result = envelope.get("result")
+        if empty_result and result is None:
+            return {}
         if not isinstance(result, dict):
             raise PermanentError(f"CFSSL {endpoint} answered success without a result", reason="cfssl_bad_answer")
         return result
+
+
+class _RecordNotFound(RetryableError):
+    """CFSSL's certificate store has no row of the serial: for ``sign`` a store fault, for ``revoke`` an answer."""
 
 
 def _refusal(endpoint: str, status: int, envelope: Mapping[str, object]) -> PermanentError | RetryableError:
@@ -235,6 +299,8 @@ def _refusal(endpoint: str, status: int, envelope: Mapping[str, object]) -> Perm
     # cfssl errors/error.go: the thousands give the category. 6XXX DialError (a remote signer is down),
     # 10XXX CTError (log submission) and 11XXX CertStoreError (database) are faults a retry can outlive.
     if category in (6, 10, 11):
+        if code == _RECORD_NOT_FOUND:
+            return _RecordNotFound(text, reason="cfssl_unavailable")
         return RetryableError(text, reason="cfssl_unavailable")
     lowered = message.lower()
     if category == 7 or "token" in lowered or "authentication" in lowered or "unauthorized" in lowered:

@@ -39,6 +39,10 @@ The client key is held in memory and handed to ``ssl`` through a file that exist
 ``renewal._shared.http.new_session``). No deferral: ``pkcs10enroll`` answers with the certificate or an error;
 an end entity profile that requires approval makes EJBCA answer an error, reported as permanent with EJBCA's
 message (approve it in EJBCA, then the next renewal attempt succeeds).
+
+It revokes with ``PUT .../v1/certificate/{issuer_dn}/{serial}/revoke?reason=SUPERSEDED`` (the client certificate's
+role needs the revocation access rule) and checks itself with ``GET .../v1/ca``, which lists the CAs the client
+may use.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import requests
 from cryptography import x509
@@ -74,7 +79,16 @@ from renewal.errors import PermanentError, RetryableError
 
 __all__ = ["EjbcaCA", "EjbcaOptions"]
 
-_ENROLL_PATH = "/ejbca/ejbca-rest-api/v1/certificate/pkcs10enroll"
+_API_PATH = "/ejbca/ejbca-rest-api/v1"
+_ENROLL_PATH = _API_PATH + "/certificate/pkcs10enroll"
+# RFC 5280 §5.3.1 reason names, as EJBCA's revoke endpoint spells them.
+_REVOCATION_REASONS = {
+    "unspecified": "UNSPECIFIED",
+    "key_compromise": "KEY_COMPROMISE",
+    "superseded": "SUPERSEDED",
+    "cessation_of_operation": "CESSATION_OF_OPERATION",
+    "affiliation_changed": "AFFILIATION_CHANGED",
+}
 
 
 def _username_template(template: str) -> bool:
@@ -129,6 +143,8 @@ class EjbcaCA:
     ) -> None:
         """Enroll at ``url`` through ``session`` (which presents the TLS client certificate)."""
         self._url = url + _ENROLL_PATH
+        self._api = url + _API_PATH
+        self._ca_name = certificate_authority_name
         self._fields = {
             "certificate_profile_name": certificate_profile_name,
             "end_entity_profile_name": end_entity_profile_name,
@@ -205,6 +221,52 @@ class EjbcaCA:
         chain = order_chain(leaf, [*given, *self._chain] if self._include_chain else list(self._chain))
         return Issued(pem(leaf), tuple(pem(c) for c in chain))
 
+    def revoke(self, certificate_pem: str, *, reason: str = "superseded") -> None:
+        """Revoke a certificate by its issuer DN and serial number, with the RFC 5280 reason.
+
+        A certificate EJBCA says is already revoked counts as revoked (a redelivered retirement).
+
+        Raises:
+            PermanentError: reason ``ejbca_revoke_refused`` (400, 404: EJBCA does not know the certificate, or
+                refuses the reason), ``permission_denied`` (401, 403), ``certificate_invalid``,
+                ``ca_redirect_refused``, ``ca_tls_untrusted``.
+            RetryableError: reason ``ca_unavailable`` (5xx, 429) or ``ca_unreachable``.
+        """
+        try:
+            certificate = x509.load_pem_x509_certificate(certificate_pem.encode("ascii"))
+        except ValueError as exc:
+            raise PermanentError("the certificate to revoke is not PEM", reason="certificate_invalid") from exc
+        issuer = quote(certificate.issuer.rfc4514_string(), safe="")
+        code = _REVOCATION_REASONS.get(reason, "UNSPECIFIED")
+        url = f"{self._api}/certificate/{issuer}/{certificate.serial_number:X}/revoke?reason={code}"
+        response = send(self._session, "PUT", url, what="EJBCA", verify=self._verify, timeout=self._timeout)
+        if response.status_code == 409 and "already revoked" in _error_message(response).lower():
+            return
+        _raise_for_ejbca_error(response, "revoke", refused="ejbca_revoke_refused")
+
+    def check(self) -> str:
+        """List the CAs the client certificate may use (``GET .../v1/ca``) and find the profile's CA there.
+
+        Raises:
+            PermanentError: reason ``permission_denied`` (the client certificate is refused), ``unknown_profile``
+                (the CA is not among those listed), ``bad_ca_answer``, ``ca_redirect_refused``, ``ca_tls_untrusted``.
+            RetryableError: reason ``ca_unavailable`` or ``ca_unreachable``.
+        """
+        response = send(
+            self._session, "GET", f"{self._api}/ca", what="EJBCA", verify=self._verify, timeout=self._timeout
+        )
+        _raise_for_ejbca_error(response, "CA list")
+        try:
+            names = [str(ca["name"]) for ca in response.json()["certificate_authorities"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PermanentError("EJBCA's CA list is not readable", reason="bad_ca_answer") from exc
+        if self._ca_name not in names:
+            raise PermanentError(
+                f"EJBCA does not list CA {self._ca_name!r} for this client certificate ({len(names)} CAs listed)",
+                reason="unknown_profile",
+            )
+        return f"EJBCA at {self._api.removesuffix(_API_PATH)}: client certificate accepted; CA {self._ca_name!r} listed"
+
 
 def _certificate(value: str, response_format: object) -> x509.Certificate:
     # EJBCA's REST answer: "response_format": "DER" means base64 of the DER certificate; "PEM" means PEM text.
@@ -213,19 +275,23 @@ def _certificate(value: str, response_format: object) -> x509.Certificate:
     return x509.load_der_x509_certificate(base64.b64decode(value, validate=True))
 
 
-def _raise_for_ejbca_error(response: requests.Response) -> None:
+def _error_message(response: requests.Response) -> str:
+    # EJBCA's REST errors: {"error_code": <HTTP status>, "error_message": "..."}.
+    try:
+        return " ".join(str(response.json().get("error_message") or "").split())[:200]
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _raise_for_ejbca_error(
+    response: requests.Response, operation: str = "enroll", *, refused: str | None = None
+) -> None:
     status = response.status_code
     if status < 400:
         return
-    # EJBCA's REST errors: {"error_code": <HTTP status>, "error_message": "..."}.
-    try:
-        answer = response.json()
-        detail = str(answer.get("error_message") or "")
-    except (ValueError, AttributeError):
-        detail = ""
-    detail = " ".join(detail.split())[:200] or f"HTTP {status}"
-    message = f"EJBCA enroll failed ({status}): {detail}"
+    detail = _error_message(response) or f"HTTP {status}"
+    message = f"EJBCA {operation} failed ({status}): {detail}"
     if status == 429 or status >= 500:
         raise RetryableError(message, reason="ca_unavailable", retry_after=retry_after_seconds(response))
-    reasons = {401: "permission_denied", 403: "permission_denied", 404: "unknown_profile"}
-    raise PermanentError(message, reason=reasons.get(status, "csr_rejected"))
+    reasons = {401: "permission_denied", 403: "permission_denied", 404: refused or "unknown_profile"}
+    raise PermanentError(message, reason=reasons.get(status, refused or "csr_rejected"))

@@ -59,6 +59,7 @@ from renewal.ca._options import (
     SecretSetting,
     client_certificate,
     parse_options,
+    retirement_options,
     tls_verify,
     together,
 )
@@ -126,6 +127,8 @@ class EstCA:
                 unreadable (names the profile and option, or the setting; never a secret value).
         """
         options = parse_options(EstOptions, profile, environ)
+        # RFC 7030 has no revocation operation: a profile asking for it is refused here, in plain words.
+        retirement_options(profile, environ, revokes=False)
         auth = None
         if options.username is not None and options.password_setting is not None:
             auth = HTTPBasicAuth(options.username, options.password_setting.value)
@@ -150,6 +153,20 @@ class EstCA:
             RetryableError: reason ``ca_unavailable`` (5xx, 429) or ``ca_unreachable``.
         """
         return self._enroll(request.csr_der)
+
+    def check(self) -> str:
+        """Fetch the CA certificates (``GET .../cacerts``, RFC 7030 §4.1) with the configured TLS and credentials.
+
+        EST has no call that proves the enrollment credentials without enrolling: this proves the server is
+        reachable, its TLS certificate trusted, and the client certificate (if any) accepted in the handshake.
+
+        Raises:
+            PermanentError, RetryableError: as ``submit``.
+        """
+        certificates = self._ca_certificates()
+        names = certificates[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        first = str(names[0].value) if names else certificates[0].subject.rfc4514_string()
+        return f"EST server at {self._base}: {len(certificates)} CA certificate(s), first {first!r}"
 
     def poll(self, reference: str) -> Issued | Pending:
         """Repeat the deferred request (RFC 7030 §4.2.3) with the CSR the reference carries.

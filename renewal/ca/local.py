@@ -47,6 +47,7 @@ from renewal.ca._options import (
     parse_options,
     profile_problem,
     read_certificates,
+    retirement_options,
     together,
 )
 from renewal.ca._protocol import CAProfile, Issued, Pending, SigningRequest
@@ -152,6 +153,8 @@ class LocalCA:
                 names ``RENEWAL_CA_PROFILES`` or the app setting at fault, never a secret value.
         """
         options = parse_options(LocalOptions, profile, environ)
+        # The local CA keeps no revocation list: a profile asking to revoke is refused rather than pretended.
+        retirement_options(profile, environ, revokes=False)
         certificate, key, chain = _issuer(profile, options)
         if options.chain_path is not None:
             chain.extend(read_certificates(profile, "chain_path", options.chain_path))
@@ -174,6 +177,19 @@ class LocalCA:
             )
         except ValueError as exc:
             raise profile_problem(profile, str(exc)) from exc
+
+    def check(self) -> str:
+        """The CA certificate and key loaded and match (``from_profile`` checked it); say until when it signs.
+
+        Raises:
+            PermanentError: reason ``ca_expired`` when the CA certificate is no longer valid.
+        """
+        names = self._certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        name = str(names[0].value) if names else self._certificate.subject.rfc4514_string()
+        until = self._certificate.not_valid_after_utc
+        if until <= self._clock():
+            raise PermanentError(f"the local CA certificate {name!r} expired on {until:%Y-%m-%d}", reason="ca_expired")
+        return f"local CA {name!r}: certificate and key loaded, valid until {until:%Y-%m-%d}"
 
     def submit(self, request: SigningRequest) -> Issued | Pending:
         """Sign ``request``'s CSR, or hold it for approval.

@@ -37,6 +37,9 @@ Exactly one of ``token_setting``, ``role_id`` + ``secret_id_setting``, ``azure_r
 
 Vault's ``sign`` takes the common name and SANs from the CSR by default (role fields ``use_csr_common_name``
 and ``use_csr_sans``, both ``true`` by default), so by default only the CSR is sent. Vault cannot defer issuance.
+
+It revokes (``POST /v1/{mount}/revoke`` with the serial number; the token's policy needs ``update`` on that path)
+and checks itself with ``GET /v1/auth/token/lookup-self``, which Vault's ``default`` policy allows every token.
 """
 
 from __future__ import annotations
@@ -229,7 +232,7 @@ class VaultPKI:
         if self._names_from_csr:
             body.update(_names(request.csr_der))
         url = f"{self._url}/v1/{self._mount}/sign/{self._role}"
-        response = self._post_with_token(url, body)
+        response = self._with_token("POST", url, body, "sign")
         data = _json(response).get("data")
         if not isinstance(data, dict) or not isinstance(data.get("certificate"), str):
             raise PermanentError("Vault's sign answer holds no certificate", reason="bad_ca_answer")
@@ -241,21 +244,59 @@ class VaultPKI:
             raise PermanentError("Vault's sign answer is not PEM certificates", reason="bad_ca_answer") from exc
         return Issued(pem(leaf), tuple(pem(c) for c in order_chain(leaf, chain)))
 
-    def _post_with_token(self, url: str, body: dict[str, Any]) -> requests.Response:
+    def revoke(self, certificate_pem: str, *, reason: str = "superseded") -> None:
+        """Revoke a certificate this PKI mount issued, by its serial number (Vault's revoke has no reason code).
+
+        Revoking a certificate that is already revoked succeeds (Vault answers with its first revocation time).
+
+        Raises:
+            PermanentError: reason ``vault_revoke_refused`` (400: the mount does not know the serial, or the
+                certificate is not one it issued), ``permission_denied`` (403), ``unknown_role`` (404: no such
+                mount), ``auth_failed``, ``ca_redirect_refused``, ``ca_tls_untrusted``, ``certificate_invalid``.
+            RetryableError: reason ``ca_unavailable`` (429, 5xx, sealed) or ``ca_unreachable``.
+        """
+        try:
+            serial = x509.load_pem_x509_certificate(certificate_pem.encode("ascii")).serial_number
+        except ValueError as exc:
+            raise PermanentError("the certificate to revoke is not PEM", reason="certificate_invalid") from exc
+        body = {"serial_number": _vault_serial(serial)}
+        url = f"{self._url}/v1/{self._mount}/revoke"
+        response = self._with_token("POST", url, body, "revoke", refused="vault_revoke_refused")
+        data = _json(response, strict=False).get("data")
+        if not isinstance(data, dict) or "revocation_time" not in data:
+            raise PermanentError("Vault's revoke answer holds no revocation time", reason="bad_ca_answer")
+
+    def check(self) -> str:
+        """Log in if needed and look the token up (``GET /v1/auth/token/lookup-self``): nothing is issued.
+
+        Raises:
+            PermanentError: the login or the token is refused (``auth_failed``, ``permission_denied``), or an
+                error of ``submit``'s kind.
+            RetryableError: Vault is sealed, unavailable or unreachable.
+        """
+        response = self._with_token("GET", f"{self._url}/v1/auth/token/lookup-self", None, "token lookup")
+        data = _json(response, strict=False).get("data")
+        ttl = data.get("ttl") if isinstance(data, dict) else None
+        expiry = "does not expire" if not ttl else f"expires in {int(ttl)} s"
+        return f"Vault at {self._url}: token accepted ({expiry}); signs with {self._mount}/sign/{self._role}"
+
+    def _with_token(
+        self, method: str, url: str, body: dict[str, Any] | None, operation: str, *, refused: str | None = None
+    ) -> requests.Response:
         for attempt in (1, 2):
             token, fresh = self._current_token()
             headers = {"X-Vault-Token": token}
             if self._namespace:
                 headers["X-Vault-Namespace"] = self._namespace
             response = send(
-                self._session, "POST", url, what="Vault", json=body, headers=headers,
+                self._session, method, url, what="Vault", json=body, headers=headers,
                 verify=self._verify, timeout=self._timeout,
             )  # fmt: skip
             # A cached login token may have been revoked early: log in again once before calling it a denial.
             if response.status_code == 403 and not fresh and attempt == 1 and self._token_expires is not None:
                 self._forget_token()
                 continue
-            _raise_for_vault_error(response, "sign")
+            _raise_for_vault_error(response, operation, refused=refused)
             return response
         raise AssertionError("unreachable")
 
@@ -294,7 +335,7 @@ def _vault_login(
     return auth["client_token"], float(lease) if isinstance(lease, int | float) and lease > 0 else None
 
 
-def _raise_for_vault_error(response: requests.Response, operation: str) -> None:
+def _raise_for_vault_error(response: requests.Response, operation: str, *, refused: str | None = None) -> None:
     status = response.status_code
     if status < 400:
         return
@@ -305,7 +346,7 @@ def _raise_for_vault_error(response: requests.Response, operation: str) -> None:
     if status == 429 or status >= 500:
         # 503: sealed, or a standby that cannot forward; 429: rate limited (Retry-After when given).
         raise RetryableError(message, reason="ca_unavailable", retry_after=_retry_after(response))
-    reasons = {400: "csr_rejected", 403: "permission_denied", 404: "unknown_role", 405: "unknown_role"}
+    reasons = {400: refused or "csr_rejected", 403: "permission_denied", 404: "unknown_role", 405: "unknown_role"}
     raise PermanentError(message, reason=reasons.get(status, "ca_refused"))
 
 
@@ -317,6 +358,12 @@ def _json(response: requests.Response, *, strict: bool = True) -> dict[str, Any]
             return {}
         raise PermanentError("Vault's answer is not JSON", reason="bad_ca_answer") from exc
     return value if isinstance(value, dict) else {}
+
+
+def _vault_serial(serial: int) -> str:
+    """A serial number as Vault writes it: lower-case hex bytes joined by colons (``39:dd:2e:...``)."""
+    raw = serial.to_bytes((serial.bit_length() + 7) // 8 or 1, "big")
+    return ":".join(f"{byte:02x}" for byte in raw)
 
 
 def _load_csr(csr_der: bytes) -> x509.CertificateSigningRequest:

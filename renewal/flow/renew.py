@@ -464,6 +464,22 @@ class _Run:
             now=now,
             expires_on=verified.not_after if verified else None,
         )
+        if verified is not None and self.runtime.rollouts is not None:
+            from renewal.flow.rollout import queue_rollout
+
+            outbox += queue_rollout(
+                self.runtime,
+                vault_name=self.request.vault_name,
+                vault_url=self.request.vault_url,
+                certificate_name=self.request.certificate_name,
+                new_version=version,
+                thumbprint=verified.thumbprint_sha1,
+                previous_version=self.context.previous_version,
+                tags=tags,
+                now=now,
+                ca_profile=self.context.ca_profile,
+                key_curve=_key_curve(self.snapshot),
+            )
         self.save(Step.DELIVER, outbox=outbox, new_version=version)
 
     def deliver(self) -> Outcome:
@@ -783,3 +799,9 @@ def _window_start(runtime: Runtime, request: RenewalRequest, state: CertificateS
 def _listed_window_text(runtime: Runtime, request: RenewalRequest, state: CertificateState) -> str:
     start = _window_start(runtime, request, state)
     return f"opened {start.isoformat(timespec='minutes')}" if start is not None else "is open"
+
+
+def _key_curve(snapshot: CertificateSnapshot) -> str | None:
+    """The policy's EC curve (``P-384``), for targets that refuse some curves (Container Apps)."""
+    curve = getattr(snapshot.policy, "key_curve_name", None)
+    return str(getattr(curve, "value", curve)) if curve else None

@@ -28,6 +28,7 @@ from renewal.shells.senders import OutboxSender
 from renewal.shells.webhooks import WebhookSender
 
 if TYPE_CHECKING:
+    from renewal.shells.rollouts import RolloutStore
     from renewal.shells.topic import OutcomeTopic
 
 __all__ = [
@@ -130,6 +131,8 @@ class Runtime:
         metrics: where measurements go (``NoMetrics`` when no exporter is configured).
         senders: the outbox destinations other than webhooks and the topic, by endpoint kind (``notify``,
             ``target``, ``revoke``; see renewal.shells.senders).
+        rollouts: each deployment target's rollout state (docs/targets.md), when targets are configured or a
+            CA profile retires superseded certificates; ``None`` otherwise.
     """
 
     settings: Settings
@@ -143,6 +146,7 @@ class Runtime:
     checkpoint: Checkpoint
     metrics: Metrics = field(default_factory=NoMetrics)
     senders: Mapping[str, OutboxSender] = field(default_factory=dict)
+    rollouts: RolloutStore | None = None
     _adapters: _Adapters = field(repr=False, default_factory=lambda: _Adapters({}))
 
     def adapter(self, profile: CAProfile) -> CAAdapter:
@@ -186,6 +190,7 @@ def build_runtime(
     worker_id: str | None = None,
     metrics: Metrics | None = None,
     senders: Mapping[str, OutboxSender] | None = None,
+    rollouts: RolloutStore | None = None,
 ) -> Runtime:
     """Build the runtime the settings describe; each keyword replaces one part (tests inject here).
 
@@ -196,6 +201,7 @@ def build_runtime(
         ConfigurationError: no storage for the journal, or a malformed one.
     """
     clock = clock or system_clock
+    injected_journal = journal
     static = settings.keyvault_static_token
     credential = StaticTokenCredential(static) if static else None
     if journal is None:
@@ -221,7 +227,9 @@ def build_runtime(
     SecretScrubber.install(settings.secret_values)
     log_retries_at_debug()
     quiet_sdk_loggers(settings.sdk_log_level)
-    return Runtime(
+    if rollouts is None and rolls_out(settings):
+        rollouts = _rollout_store(settings, injected_journal, journal)
+    runtime = Runtime(
         settings=settings,
         keyvault=keyvault
         or KeyVaultClients(
@@ -238,5 +246,30 @@ def build_runtime(
         checkpoint=checkpoint or _no_checkpoint,
         metrics=metrics or NoMetrics(),
         senders=dict(senders or {}),
+        rollouts=rollouts,
         _adapters=_Adapters(settings.environ, dict(adapters or {})),
     )
+    if rollouts is not None and "target" not in runtime.senders:
+        from renewal.flow.rollout import with_rollout_senders
+
+        runtime = with_rollout_senders(runtime, rollouts)
+    return runtime
+
+
+def rolls_out(settings: Settings) -> bool:
+    """Whether anything follows a merge beyond notifications: deployment targets, or a CA profile that retires
+    the superseded certificate. Without either, no rollout code is imported and no rollout row is read."""
+    if settings.environ.get("RENEWAL_TARGETS", "").strip():
+        return True
+    return any(str(p.options.get("revoke_superseded", "")).lower() == "true" for p in settings.ca_profiles.values())
+
+
+def _rollout_store(settings: Settings, injected: RenewalJournal | None, journal: RenewalJournal) -> RolloutStore:
+    if injected is not None:
+        from renewal.shells.rollouts import InMemoryRollouts
+
+        # A journal handed in (tests, the CLI) gets its rollout rows beside it, in memory.
+        return InMemoryRollouts(journal)
+    from renewal.shells.rollouts import TableRollouts
+
+    return TableRollouts(table_client_from_environ(settings.environ, settings.journal_table))

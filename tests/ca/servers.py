@@ -6,6 +6,7 @@ and is killed when its context ends. A missing binary fails the test under ``CI=
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -39,6 +40,7 @@ __all__ = [
     "TlsFiles",
     "acme_options",
     "cfssl_server",
+    "cfssl_status",
     "failing_server",
     "free_port",
     "pebble_server",
@@ -292,8 +294,9 @@ _CFSSL_USAGES = ["signing", "digital signature", "key encipherment", "server aut
 
 
 @contextmanager
-def cfssl_server(directory: Path, *, auth_key_hex: str) -> Iterator[CfsslServer]:
-    """Start ``cfssl serve`` on a free loopback port with a fresh local CA and profiles ``authed`` and ``open``."""
+def cfssl_server(directory: Path, *, auth_key_hex: str, database: bool = False) -> Iterator[CfsslServer]:
+    """Start ``cfssl serve`` on a free loopback port with a fresh local CA and profiles ``authed`` and ``open``;
+    with ``database``, a SQLite certificate database too (``-db-config``), which ``/revoke`` needs."""
     binary = require_binary("cfssl")
     directory.mkdir(parents=True, exist_ok=True)
     ca = create_local_ca(directory / "ca", common_name="CFSSL Test Root CA")
@@ -326,8 +329,56 @@ def cfssl_server(directory: Path, *, auth_key_hex: str) -> Iterator[CfsslServer]
         "-loglevel",
         "2",
     ]
+    if database:
+        command += ["-db-config", str(_cfssl_database(directory))]
     with _running(command, [port], directory / "cfssl.log"):
         yield CfsslServer(url=f"http://127.0.0.1:{port}", ca=ca, auth_key_hex=auth_key_hex)
+
+
+# cfssl's certdb/sqlite/migrations: the tables ``cfssl serve -db-config`` writes to (it does not create them).
+_CFSSL_SCHEMA = """
+CREATE TABLE certificates (
+  serial_number            blob NOT NULL,
+  authority_key_identifier blob NOT NULL,
+  ca_label                 blob,
+  status                   blob NOT NULL,
+  reason                   int,
+  expiry                   timestamp,
+  revoked_at               timestamp,
+  pem                      blob NOT NULL,
+  PRIMARY KEY(serial_number, authority_key_identifier)
+);
+CREATE TABLE ocsp_responses (
+  serial_number            blob NOT NULL,
+  authority_key_identifier blob NOT NULL,
+  body                     blob NOT NULL,
+  expiry                   timestamp,
+  PRIMARY KEY(serial_number, authority_key_identifier),
+  FOREIGN KEY(serial_number, authority_key_identifier) REFERENCES certificates(serial_number, authority_key_identifier)
+);
+"""
+
+
+def _cfssl_database(directory: Path) -> Path:
+    """A fresh SQLite certificate database and the ``-db-config`` file naming it."""
+    import sqlite3
+
+    path = directory / "certs.db"
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.executescript(_CFSSL_SCHEMA)
+        connection.commit()
+    config = directory / "db-config.json"
+    config.write_text(json.dumps({"driver": "sqlite3", "data_source": str(path)}))
+    return config
+
+
+def cfssl_status(directory: Path, serial: int) -> str | None:
+    """The status (``good``, ``revoked``) the database of a ``cfssl_server(directory, database=True)`` holds."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(directory / "certs.db")) as connection:
+        row = connection.execute("SELECT status FROM certificates WHERE serial_number = ?", (str(serial),)).fetchone()
+    return None if row is None else str(row[0])
 
 
 @contextmanager

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 import pytest
 
 from renewal.ca import ADAPTERS
-from renewal.ca._options import CommonOptions, Secret
+from renewal.ca._options import CommonOptions, RetirementOptions, Secret
 from renewal.ca.acme import AcmeOptions
 from renewal.ca.adcs import AdcsOptions
 from renewal.ca.cfssl import CfsslOptions
@@ -66,6 +66,7 @@ TABLES: dict[tuple[str, str], type[Any]] = {
     ("docs/ca/ejbca.md", "## Profile fields"): EjbcaOptions,
     ("docs/ca/adcs.md", "## Profile fields"): AdcsOptions,
     ("docs/ca/est.md", "## Profile fields"): EstOptions,
+    ("docs/ca/revocation.md", "## Profile fields"): RetirementOptions,
 }
 REQUIRED = object()
 

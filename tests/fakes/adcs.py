@@ -11,6 +11,7 @@ What it serves, modelled on certsrv's answers:
   page whose "Disposition message:" is "Taken Under Submission" (still pending) or "Denied by ..." (denied);
 - ``GET /certsrv/certnew.p7b?ReqID=<n>&Enc=b64``: ``-----BEGIN PKCS7-----`` holding root, leaf and issuing CA,
   in that (unhelpful) order;
+- ``GET /certsrv/``: the welcome page ("Welcome ... Microsoft Active Directory Certificate Services");
 - authentication: HTTP Basic, or NTLM verified for real with ``pyspnego``'s NTLM acceptor (negotiate → challenge →
   authenticate on one kept-alive connection; the acceptor checks the NTLMv2 response against the password in
   the ``NTLM_USER_FILE`` that ``ntlm_user_file`` writes); 401 otherwise; ``down`` answers 503.
@@ -135,6 +136,10 @@ class FakeCertsrv:
     def _answer(self, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
         parts = urlsplit(path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if method == "GET" and parts.path == "/certsrv/":
+            welcome = "<P>Use this Web site to request a certificate ...</P>"
+            page = _PAGE.format(title="Microsoft Active Directory Certificate Services - Welcome", body=welcome)
+            return 200, "text/html", page.encode()
         if method == "POST" and parts.path == "/certsrv/certfnsh.asp":
             return self._submit({k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()})
         if method == "GET" and parts.path in ("/certsrv/certnew.cer", "/certsrv/certnew.p7b"):

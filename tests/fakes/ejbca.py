@@ -6,6 +6,10 @@
   "certificate_chain": [base64 DER, ...]}`` (the chain only with ``include_chain``);
 - the TLS handshake asks for a client certificate and verifies it against ``LoopbackTls``'s CA (a certificate from
   another CA fails the handshake); a request without one gets 403, as EJBCA answers an unauthorized client;
+- ``PUT /ejbca/ejbca-rest-api/v1/certificate/{issuer_dn}/{serial}/revoke?reason=...`` → 200 ``{"issuer_dn",
+  "serial_number", "revocation_reason", "revocation_date", "message", "revoked": true}`` for a certificate it
+  enrolled; 409 ``Certificate is already revoked``, 404 for one it does not know, 400 for an unknown reason;
+- ``GET /ejbca/ejbca-rest-api/v1/ca`` → ``{"certificate_authorities": [{"id", "name", "subject_dn", ...}]}``;
 - errors in EJBCA's shape ``{"error_code", "error_message"}``: 404 for an unknown CA, 400 for an unknown profile
   or an unreadable request, 503 when told to go ``down``.
 """
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -29,7 +34,9 @@ from tests.fakes.loopback import LoopbackServer, Request, Response, json_respons
 
 __all__ = ["FakeEjbca", "running"]
 
-_PATH = "/ejbca/ejbca-rest-api/v1/certificate/pkcs10enroll"
+_API = "/ejbca/ejbca-rest-api/v1"
+_PATH = _API + "/certificate/pkcs10enroll"
+_REASONS = frozenset({"UNSPECIFIED", "KEY_COMPROMISE", "SUPERSEDED", "CESSATION_OF_OPERATION", "AFFILIATION_CHANGED"})
 
 
 @dataclass
@@ -45,6 +52,8 @@ class FakeEjbca:
     down: bool = False
     enrollments: list[dict[str, Any]] = field(default_factory=list)
     client_subjects: list[str] = field(default_factory=list)
+    issued: set[tuple[str, int]] = field(default_factory=set)
+    revoked: dict[tuple[str, int], str] = field(default_factory=dict)
     url: str = ""
     _server: LoopbackServer | None = None
 
@@ -59,10 +68,49 @@ class FakeEjbca:
 
     def handle(self, request: Request) -> Response:
         """The answer function: EJBCA's answer to ``request``."""
-        if request.method != "POST":
+        if request.method == "GET" and request.path == _API + "/ca":
+            status, answer = self._authorized(request.client_certificate) or self._ca_list()
+        elif request.method == "PUT" and request.path.startswith(_API + "/certificate/"):
+            status, answer = self._authorized(request.client_certificate) or self._revoke(request)
+        elif request.method != "POST":
             return json_response(405, {"error_code": 405, "error_message": "HTTP 405 Method Not Allowed"})
-        status, answer = self._answer(request.target, request.body, request.client_certificate)
+        else:
+            status, answer = self._answer(request.target, request.body, request.client_certificate)
         return json_response(status, answer)
+
+    def _authorized(self, peer: Any) -> tuple[int, dict[str, Any]] | None:
+        if self.down:
+            return 503, {"error_code": 503, "error_message": "Service unavailable"}
+        if not peer:
+            return 403, {"error_code": 403, "error_message": "Not authorized to resource /ca_functionality/view_ca."}
+        return None
+
+    def _ca_list(self) -> tuple[int, dict[str, Any]]:
+        subject = self.chain[0].subject.rfc4514_string()
+        return 200, {"certificate_authorities": [{"id": 1, "name": self.ca_name, "subject_dn": subject}]}
+
+    def _revoke(self, request: Request) -> tuple[int, dict[str, Any]]:
+        parts = request.path[len(_API + "/certificate/") :].split("/")
+        if len(parts) != 3 or parts[2] != "revoke":
+            return 404, {"error_code": 404, "error_message": "HTTP 404 Not Found"}
+        issuer, serial_hex = unquote(parts[0]), parts[1]
+        reason = request.query.get("reason", "")
+        if reason not in _REASONS:
+            return 400, {"error_code": 400, "error_message": f"Invalid revocation reason: {reason}"}
+        key = (issuer, int(serial_hex, 16))
+        if key not in self.issued:
+            return 404, {"error_code": 404, "error_message": "Could not find certificate with the given serial."}
+        if key in self.revoked:
+            return 409, {"error_code": 409, "error_message": "Certificate is already revoked"}
+        self.revoked[key] = reason
+        return 200, {
+            "issuer_dn": issuer,
+            "serial_number": serial_hex,
+            "revocation_reason": reason,
+            "revocation_date": "2027-03-01T12:00:00Z",
+            "message": "Successfully revoked",
+            "revoked": True,
+        }
 
     def _answer(self, path: str, body: bytes, peer: Any) -> tuple[int, dict[str, Any]]:
         if self.down:
@@ -90,6 +138,7 @@ class FakeEjbca:
         issued = self.ca.submit(SigningRequest(csr.public_bytes(serialization.Encoding.DER), "ejbca", "enrolled"))
         assert isinstance(issued, Issued)
         leaf = x509.load_pem_x509_certificate(issued.leaf_pem.encode())
+        self.issued.add((leaf.issuer.rfc4514_string(), leaf.serial_number))
         chain = list(reversed(self.chain)) if request.get("include_chain") else []
         return 201, {
             "certificate": _der_b64(leaf),

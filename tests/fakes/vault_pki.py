@@ -2,6 +2,10 @@
 
 - ``POST /v1/{mount}/sign/{role}`` (PKI secrets engine): ``{"csr", "common_name"?, "alt_names"?, "ttl"?,
   "format"?}`` → ``{"data": {"certificate", "issuing_ca", "ca_chain", "serial_number", "expiration"}}``;
+- ``POST /v1/{mount}/revoke`` with ``{"serial_number": "39:dd:..."}`` → ``{"data": {"revocation_time",
+  "revocation_time_rfc3339", "state": "revoked"}}`` (again for one already revoked, with its first time); 400
+  ``certificate with serial ... not found`` for a serial the mount never issued;
+- ``GET /v1/auth/token/lookup-self`` → ``{"data": {"ttl", "policies", ...}}`` for a valid token;
 - ``POST /v1/auth/{approle}/login`` with ``{"role_id", "secret_id"}`` and ``POST /v1/auth/{azure}/login`` with
   ``{"role", "jwt", ...}`` → ``{"auth": {"client_token", "lease_duration", "renewable"}}``;
 - errors as Vault gives them, ``{"errors": ["..."]}``: 403 ``permission denied`` for a missing, unknown or expired
@@ -61,6 +65,8 @@ class FakeVault:
     clock: Callable[[], float] = time.monotonic
     requests: list[RecordedRequest] = field(default_factory=list)
     logins: int = 0
+    issued: set[str] = field(default_factory=set)
+    revoked: dict[str, int] = field(default_factory=dict)
     _tokens: dict[str, float] = field(default_factory=dict)
     _server: LoopbackServer | None = None
 
@@ -79,6 +85,8 @@ class FakeVault:
     def handle(self, request: Request) -> Response:
         """The answer function: Vault's answer to ``request``."""
         self.requests.append(RecordedRequest(request.method, request.target, dict(request.headers)))
+        if request.method == "GET" and request.path == "/v1/auth/token/lookup-self":
+            return json_response(*self._lookup_self(dict(request.headers)))
         if request.method != "POST":
             return json_response(405, {"errors": ["1 error occurred:\n\t* unsupported operation\n\n"]})
         status, answer = self._answer(request.target, dict(request.headers), request.body)
@@ -95,6 +103,13 @@ class FakeVault:
         parts = path.strip("/").split("/")
         if parts[:2] == ["v1", "auth"] and len(parts) == 4 and parts[3] == "login":
             return self._login(parts[2], request)
+        if len(parts) == 3 and parts[0] == "v1" and parts[2] == "revoke":
+            token = {k.lower(): v for k, v in headers.items()}.get("x-vault-token", "")
+            if not self._valid(token) or namespace != self.namespace:
+                return 403, {"errors": ["permission denied"]}
+            if parts[1] != self.mount:
+                return 404, {"errors": [f'no handler for route "{parts[1]}/revoke". route entry not found.']}
+            return self._revoke(request)
         if len(parts) == 4 and parts[0] == "v1" and parts[2] == "sign":
             token = {k.lower(): v for k, v in headers.items()}.get("x-vault-token", "")
             if not self._valid(token) or namespace != self.namespace:
@@ -103,6 +118,26 @@ class FakeVault:
                 return 404, {"errors": [f'no handler for route "{parts[1]}/sign/{parts[3]}". route entry not found.']}
             return self._sign(parts[3], request)
         return 404, {"errors": ["route entry not found"]}
+
+    def _lookup_self(self, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if self.down:
+            return 503, {"errors": ["Vault is sealed"]}
+        token = headers.get("x-vault-token", "")
+        if not self._valid(token):
+            return 403, {"errors": ["permission denied"]}
+        expires = self._tokens.get(token)
+        ttl = 0 if expires is None else int(expires - self.clock())
+        return 200, {"data": {"display_name": "token", "policies": ["default", "pki-sign"], "ttl": ttl}}
+
+    def _revoke(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        serial = str(request.get("serial_number") or "").lower().replace("-", ":")
+        if serial not in self.issued:
+            return 400, {"errors": [f"certificate with serial {serial} not found"]}
+        moment = self.revoked.setdefault(serial, int(self.clock()))
+        return 200, {
+            "data": {"revocation_time": moment, "revocation_time_rfc3339": "", "state": "revoked"},
+            "warnings": None,
+        }
 
     def _valid(self, token: str) -> bool:
         if token and secrets.compare_digest(token, self.root_token):
@@ -150,6 +185,8 @@ class FakeVault:
         issued = self.ca.submit(SigningRequest(csr.public_bytes(Encoding.DER), "fake-vault", "signed"))
         assert isinstance(issued, Issued)
         leaf = x509.load_pem_x509_certificate(issued.leaf_pem.encode())
+        serial = ":".join(f"{b:02x}" for b in leaf.serial_number.to_bytes(20, "big").lstrip(b"\0"))
+        self.issued.add(serial)
         return 200, {
             "request_id": secrets.token_hex(8),
             "lease_id": "",
@@ -159,7 +196,7 @@ class FakeVault:
                 "certificate": issued.leaf_pem.strip(),
                 "issuing_ca": issued.chain_pem[0].strip(),
                 "ca_chain": [pem.strip() for pem in issued.chain_pem],
-                "serial_number": ":".join(f"{b:02x}" for b in leaf.serial_number.to_bytes(20, "big").lstrip(b"\0")),
+                "serial_number": serial,
                 "expiration": int(leaf.not_valid_after_utc.timestamp()),
             },
             "wrap_info": None,

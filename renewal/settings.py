@@ -21,6 +21,9 @@ Every error is a ``ConfigurationError`` that names the faulty setting and never 
     Development only: a static bearer token for the local emulator; refused unless every vault URL is on loopback.
 ``RENEWAL_NOTIFIERS``
     JSON object, notifier name → ``{"kind": "teams" | "slack" | "email", ...}``: see docs/notifications.md.
+``RENEWAL_CONSUMER_LEAD_HOURS``
+    The renewal window opens no later than this many hours before expiry; ``auto``: the slowest configured
+    deployment target's own pick-up time plus ``RENEWAL_CA_TURNAROUND_HOURS`` (default 1) plus one sweep interval.
 ``RENEWAL_OBSERVE``
     ``true``: observe mode. The app decides and reports what it would do (``would_renew``, with the window) but
     creates no version and asks no CA. A certificate's ``renewal-observe`` tag (``true``/``false``) overrides it.
@@ -47,6 +50,7 @@ from renewal.ca import ADAPTERS, adapter_location
 from renewal.ca._protocol import CAProfile
 from renewal.errors import ConfigurationError
 from renewal.notify._config import NotifierConfig, notifier_secret_values, parse_notifiers
+from renewal.pure.consumers import SELF_PICKUP
 
 __all__ = [
     "Settings",
@@ -75,6 +79,9 @@ KEYVAULT_TIMEOUT = "RENEWAL_KEYVAULT_TIMEOUT_SECONDS"
 OUTCOME_TOPIC_KEY = "RENEWAL_OUTCOME_TOPIC_KEY_SETTING"
 SWEEP_SCHEDULE = "RENEWAL_SWEEP_SCHEDULE"
 OBSERVE = "RENEWAL_OBSERVE"
+CONSUMER_LEAD = "RENEWAL_CONSUMER_LEAD_HOURS"
+CA_TURNAROUND = "RENEWAL_CA_TURNAROUND_HOURS"
+TARGETS = "RENEWAL_TARGETS"
 SDK_LOG_LEVEL = "RENEWAL_SDK_LOG_LEVEL"
 MANUAL_COOLDOWN = "RENEWAL_MANUAL_COOLDOWN_SECONDS"
 OUTBOX_RETENTION = "RENEWAL_OUTBOX_RETENTION_DAYS"
@@ -155,6 +162,8 @@ class Settings:
             ``RENEWAL_JOURNAL_CONNECTION``), as read.
         observe: observe mode for every certificate without a ``renewal-observe`` tag: decide and report
             (``would_renew``), never create a version or call a CA.
+        window_lead: the renewal window opens no later than this before expiry (``RENEWAL_CONSUMER_LEAD_HOURS``:
+            the slowest consumer's pick-up plus the CA's turnaround; docs/targets.md).
         notifiers: the Teams, Slack and e-mail notifiers (``RENEWAL_NOTIFIERS``, docs/notifications.md).
         sdk_log_level: the level of the Azure SDK's loggers (their HTTP logging policy logs every request at
             INFO, which costs money in Application Insights): WARNING unless asked.
@@ -190,6 +199,7 @@ class Settings:
     observe: bool = False
     sdk_log_level: str = "WARNING"
     notifiers: tuple[NotifierConfig, ...] = ()
+    window_lead: timedelta = timedelta(0)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -248,6 +258,7 @@ class Settings:
             manual_cooldown_seconds=_number(environ, MANUAL_COOLDOWN, 300.0, low=0.0, high=86400.0),
             outbox_retention_days=_number(environ, OUTBOX_RETENTION, 7.0, low=1.0, high=365.0),
             observe=_flag(environ, OBSERVE),
+            window_lead=_window_lead(environ, _sweep_interval(environ)),
             sdk_log_level=_log_level(environ, SDK_LOG_LEVEL),
             storage=tuple(
                 sorted(
@@ -268,6 +279,31 @@ class Settings:
             keyvault_static_token=token,
             environ=MappingProxyType(dict(environ)),
         )
+
+
+def _window_lead(environ: Mapping[str, str], sweep_interval: timedelta | None) -> timedelta:
+    """``RENEWAL_CONSUMER_LEAD_HOURS``: unset, no lead; hours; or ``auto``: the slowest kind of deployment target
+    configured (its own pick-up time, with no push), plus the CA's turnaround, plus one sweep interval."""
+    raw = _optional(environ, CONSUMER_LEAD)
+    if raw is None:
+        return timedelta(0)
+    if raw.lower() != "auto":
+        return timedelta(hours=_number(environ, CONSUMER_LEAD, 0.0, low=0.0, high=24.0 * 365))
+    turnaround = timedelta(hours=_number(environ, CA_TURNAROUND, 1.0, low=0.0, high=24.0 * 30))
+    # The kinds only: RENEWAL_TARGETS is validated whole where the targets are built (renewal.targets).
+    try:
+        specs = json.loads(environ.get(TARGETS, "") or "{}")
+    except ValueError:
+        raise ConfigurationError(TARGETS, "is not valid JSON") from None
+    kinds = (
+        {str(spec.get("kind")) for spec in specs.values() if isinstance(spec, dict)}
+        if isinstance(specs, dict)
+        else set()
+    )
+    slowest = max((SELF_PICKUP[kind] for kind in kinds if kind in SELF_PICKUP), default=timedelta(0))
+    if slowest == timedelta(0):
+        return timedelta(0)
+    return slowest + turnaround + (sweep_interval or timedelta(0))
 
 
 def _flag(environ: Mapping[str, str], setting: str) -> bool:

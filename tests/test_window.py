@@ -68,3 +68,46 @@ def test_jitter_cancels_out_over_many_versions() -> None:
     assert abs(mean) < timedelta(hours=3).total_seconds()  # against a spread of +-54 hours
     assert min(offsets) < timedelta(hours=-40)
     assert max(offsets) > timedelta(hours=40)
+
+
+def test_a_consumer_lead_opens_the_window_early_enough_for_the_slowest_consumer() -> None:
+    """With a 24-hour App Service pick-up (and more) to allow for, a 7-day certificate starts renewing no later
+    than that lead before expiry, not at two thirds of its life."""
+    from renewal.pure.window import WindowRule
+
+    nbf, exp = NBF, NBF + timedelta(days=7)
+    plain = WindowRule(jitter=0.0).start(not_before=nbf, expires_on=exp, tags={}, key="k")
+    led = WindowRule(jitter=0.0, lead=timedelta(hours=26)).start(not_before=nbf, expires_on=exp, tags={}, key="k")
+    assert plain == nbf + timedelta(days=7) * 2 / 3
+    assert led == min(plain, exp - timedelta(hours=26))
+    assert WindowRule(jitter=0.0, lead=timedelta(hours=26)).start(
+        not_before=NBF, expires_on=EXP, tags={}, key="k"
+    ) == NBF + timedelta(days=60), "a lead shorter than the window's own changes nothing"
+
+
+def test_a_lead_longer_than_the_lifetime_still_lets_half_the_lifetime_pass() -> None:
+    """A 24-hour certificate with a 49-hour lead renews at half its life, not at once after each merge."""
+    from renewal.pure.window import WindowRule
+
+    exp = NBF + timedelta(hours=24)
+    start_ = WindowRule(jitter=0.0, lead=timedelta(hours=49)).start(not_before=NBF, expires_on=exp, tags={}, key="k")
+    assert start_ == NBF + timedelta(hours=12)
+
+
+def test_the_automatic_lead_is_the_slowest_target_kind_plus_turnaround_plus_a_sweep() -> None:
+    import json
+
+    from renewal.settings import Settings
+
+    base = {
+        "RENEWAL_VAULTS": "kv1",
+        "RENEWAL_SWEEP_SCHEDULE": "0 */30 * * * *",
+        "RENEWAL_TARGETS": json.dumps(
+            {"gw": {"kind": "app_gateway"}, "apim": {"kind": "api_management"}, "odd": {"kind": "unknown"}}
+        ),
+    }
+    assert Settings.from_environ(base).window_lead == timedelta(0)
+    auto = Settings.from_environ({**base, "RENEWAL_CONSUMER_LEAD_HOURS": "auto"})
+    assert auto.window_lead == timedelta(hours=48) + timedelta(hours=1) + timedelta(minutes=30)
+    fixed = Settings.from_environ({**base, "RENEWAL_CONSUMER_LEAD_HOURS": "36"})
+    assert fixed.window_lead == timedelta(hours=36)

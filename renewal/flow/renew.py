@@ -305,7 +305,9 @@ class _Run:
             profiles=settings.ca_profiles,
             default_profile=settings.default_ca_profile,
             now=self.runtime.clock(),
-            window=WindowRule(fraction=settings.window_fraction, jitter=settings.window_jitter),
+            window=WindowRule(
+                fraction=settings.window_fraction, jitter=settings.window_jitter, lead=settings.window_lead
+            ),
             renewed_versions=(record.previous_version,) if done and record.previous_version else (),
             manual_cooldown=timedelta(seconds=settings.manual_cooldown_seconds),
             sweep_lead=settings.sweep_interval / 2 if settings.sweep_interval else timedelta(0),

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
     "KIND_BY_TYPE",
+    "SELF_PICKUP",
     "Consumer",
     "SecretReference",
     "classify",
@@ -41,6 +44,18 @@ KIND_BY_TYPE: Mapping[str, str] = {
     "microsoft.web/certificates": "app_service",
     "microsoft.app/managedenvironments/certificates": "container_apps",
 }
+
+
+# How long the service documents it takes to pick a new version up by itself, without a push (a push that keeps
+# failing falls back to this).
+SELF_PICKUP: Mapping[str, timedelta] = MappingProxyType(
+    {
+        "app_gateway": timedelta(hours=4),
+        "api_management": timedelta(hours=48),
+        "app_service": timedelta(hours=24),
+        "container_apps": timedelta(hours=12),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

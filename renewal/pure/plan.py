@@ -261,7 +261,7 @@ def listed_window_start(settings: Settings, vault_name: str, listed: ListedCerti
     managed = bool(tag_value(listed.tags, CA_PROFILE_TAG)) or settings.default_ca_profile is not None
     if not managed or listed.not_before is None or listed.expires_on is None:
         return None
-    window = WindowRule(fraction=settings.window_fraction, jitter=settings.window_jitter)
+    window = WindowRule(fraction=settings.window_fraction, jitter=settings.window_jitter, lead=settings.window_lead)
     key = window_key(vault_name, listed.name, listed.not_before)
     return window.start(not_before=listed.not_before, expires_on=listed.expires_on, tags=listed.tags, key=key)
 

@@ -35,14 +35,20 @@ class WindowRule:
 
     fraction: float = 2 / 3
     jitter: float = 0.02
+    lead: timedelta = timedelta(0)
 
     def start(self, *, not_before: datetime, expires_on: datetime, tags: Mapping[str, str], key: str) -> datetime:
-        """``renewal_window_start`` under this rule.
+        """``renewal_window_start`` under this rule, opened earlier when ``lead`` asks for it.
+
+        ``lead`` is the time the slowest consumer and the CA need (docs/targets.md, "The renewal window and the
+        slowest consumer"): the window opens no later than ``lead`` before expiry, but never before half the
+        lifetime has passed, so a lifetime shorter than twice the lead still renews at most twice per lifetime
+        instead of at once after each merge.
 
         Raises:
             PermanentError: reason ``invalid_tag``, when the ``renewal-window`` tag does not parse.
         """
-        return renewal_window_start(
+        start = renewal_window_start(
             not_before=not_before,
             expires_on=expires_on,
             tags=tags,
@@ -50,6 +56,11 @@ class WindowRule:
             jitter=self.jitter,
             key=key,
         )
+        if self.lead <= timedelta(0):
+            return start
+        latest = expires_on - self.lead
+        halfway = not_before + (expires_on - not_before) / 2
+        return min(start, max(latest, halfway))
 
 
 def window_key(vault_name: str, certificate_name: str, not_before: datetime) -> str:

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from renewal._shared.urls import is_loopback_host
 from renewal.errors import ConfigurationError
+from renewal.pure.consumers import SELF_PICKUP
 from renewal.targets._common import resource_id_problem
 from renewal.targets._protocol import DeploymentTarget, NewVersion, ProbeEndpoint, PushResult, TargetConfig
 from renewal.targets.api_management import ApiManagement, ApiManagementOptions
@@ -96,16 +97,6 @@ PICKUP_DEADLINES: Mapping[str, timedelta] = MappingProxyType(
     }
 )
 
-# How long the service documents it takes to pick a new version up by itself, without a push (a push that keeps
-# failing falls back to this).
-SELF_PICKUP: Mapping[str, timedelta] = MappingProxyType(
-    {
-        "app_gateway": timedelta(hours=4),
-        "api_management": timedelta(hours=48),
-        "app_service": timedelta(hours=24),
-        "container_apps": timedelta(hours=12),
-    }
-)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
 _HOST = re.compile(

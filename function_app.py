@@ -24,6 +24,20 @@ def renewal_sweep(timer: func.TimerRequest) -> None:
     renewal.run_sweep()
 
 
+@app.function_name(name="renewal_work")
+@app.queue_trigger(arg_name="message", queue_name="%RENEWAL_WORK_QUEUE%", connection="AzureWebJobsStorage")
+def renewal_work(message: func.QueueMessage) -> None:
+    """One unit of the sweep (a vault) from the planner, or Key Vault events that Event Grid wrote to the queue."""
+    renewal.handle_queue_message(message)
+
+
+@app.function_name(name="renewal_work_poisoned")
+@app.queue_trigger(arg_name="message", queue_name="%RENEWAL_WORK_QUEUE%-poison", connection="AzureWebJobsStorage")
+def renewal_work_poisoned(message: func.QueueMessage) -> None:
+    """A work message that failed maxDequeueCount times: announced as a failure, once."""
+    renewal.handle_poisoned_queue_message(message)
+
+
 @app.function_name(name="manual_renew")
 @app.route(route="renew/{vault}/{name}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def manual_renew(req: func.HttpRequest) -> func.HttpResponse:

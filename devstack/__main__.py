@@ -142,7 +142,12 @@ def _run_host(args: argparse.Namespace) -> int:
             )
         else:
             os.environ[name] = value
-    host = FunctionsHost(port=args.port, timer_interval=args.timer_interval, route_prefix=route_prefix("host.json"))
+    host = FunctionsHost(
+        port=args.port,
+        timer_interval=args.timer_interval,
+        queue_interval=args.timer_interval,
+        route_prefix=route_prefix("host.json"),
+    )
     try:
         host.__enter__()
     except OSError as exc:

@@ -1,7 +1,8 @@
-"""Azurite's Table service on loopback, started and stopped from Python (tests, the demo).
+"""Azurite's Table and Queue services on loopback, started and stopped from Python (tests, the demo).
 
 Azurite is the Azure Storage emulator; ``scripts/install-services.sh`` installs the version pinned in
-``tools/azurite``. Only the Table service is started: the journal is all the app keeps in storage.
+``tools/azurite``. The Table service holds the journal, the Queue service the sweep's fan-out and the queue
+delivery of Key Vault events; Blob is not started (the app keeps nothing there).
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["AZURITE_ACCOUNT", "AZURITE_KEY", "Azurite", "AzuriteMissingError", "azurite_table_binary"]
+__all__ = [
+    "AZURITE_ACCOUNT",
+    "AZURITE_KEY",
+    "Azurite",
+    "AzuriteMissingError",
+    "azurite_queue_binary",
+    "azurite_table_binary",
+]
 
 # Azurite's well-known development account (documented by Microsoft; not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -33,13 +41,26 @@ def azurite_table_binary() -> Path:
     Raises:
         AzuriteMissingError: it is not installed.
     """
-    local = _ROOT / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-table"
+    return _binary("azurite-table")
+
+
+def azurite_queue_binary() -> Path:
+    """Return the pinned ``azurite-queue`` launcher (the same npm package as ``azurite-table``).
+
+    Raises:
+        AzuriteMissingError: it is not installed.
+    """
+    return _binary("azurite-queue")
+
+
+def _binary(name: str) -> Path:
+    local = _ROOT / "tools" / "azurite" / "node_modules" / ".bin" / name
     if local.exists():
         return local
-    found = shutil.which("azurite-table")
+    found = shutil.which(name)
     if found:
         return Path(found)
-    raise AzuriteMissingError("azurite-table is not installed: run scripts/install-services.sh")
+    raise AzuriteMissingError(f"{name} is not installed: run scripts/install-services.sh")
 
 
 def _free_port() -> int:
@@ -49,16 +70,27 @@ def _free_port() -> int:
 
 
 class Azurite:
-    """Run ``azurite-table`` in memory on a free loopback port; a context manager.
+    """Run Azurite's Table (and, unless ``queue=False``, Queue) service in memory on free loopback ports; a
+    context manager.
 
     Attributes:
         port: the Table service's port once started.
+        queue_port: the Queue service's port once started (0 without it).
     """
 
-    def __init__(self, *, port: int | None = None, startup_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        queue: bool = True,
+        queue_port: int | None = None,
+        startup_timeout: float = 20.0,
+    ) -> None:
         self.port = port or 0
+        self.queue_port = queue_port or 0
+        self._queue = queue
         self._startup_timeout = startup_timeout
-        self._process: subprocess.Popen[bytes] | None = None
+        self._processes: list[subprocess.Popen[bytes]] = []
         self._workspace: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -67,30 +99,52 @@ class Azurite:
         return f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
 
     @property
+    def queue_endpoint(self) -> str:
+        """The Queue endpoint URL, account in the path as Azurite expects.
+
+        Raises:
+            RuntimeError: this Azurite runs no Queue service.
+        """
+        if not self._queue:
+            raise RuntimeError("this Azurite was started without its Queue service")
+        return f"http://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT}"
+
+    @property
     def connection_string(self) -> str:
-        """A storage connection string for ``azure-data-tables`` (and ``AzureWebJobsStorage``)."""
+        """A storage connection string for ``azure-data-tables``, ``azure-storage-queue`` and
+        ``AzureWebJobsStorage``: the Table endpoint, and the Queue endpoint when it runs."""
+        queue = f"QueueEndpoint={self.queue_endpoint};" if self._queue else ""
         return (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"TableEndpoint={self.table_endpoint};"
+            f"TableEndpoint={self.table_endpoint};{queue}"
         )
 
     def start(self) -> Azurite:
-        """Start Azurite and wait until it accepts connections.
+        """Start Azurite and wait until each service accepts connections.
 
         Raises:
             AzuriteMissingError: Azurite is not installed.
             RuntimeError: it did not come up in time.
         """
-        binary = azurite_table_binary()
+        services = [(azurite_table_binary(), "table")]
+        if self._queue:
+            services.append((azurite_queue_binary(), "queue"))
+        self._workspace = tempfile.TemporaryDirectory(prefix="azurite-")
+        for binary, service in services:
+            self._start_service(binary, service)
+        return self
+
+    def _start_service(self, binary: Path, service: str) -> None:
+        chosen = self.port if service == "table" else self.queue_port
         for _ in range(5):
-            self.port = self.port or _free_port()
-            self._workspace = tempfile.TemporaryDirectory(prefix="azurite-")
-            self._process = subprocess.Popen(  # noqa: S603 - our pinned launcher, fixed arguments
+            port = chosen or _free_port()
+            assert self._workspace is not None
+            process = subprocess.Popen(  # noqa: S603 - our pinned launcher, fixed arguments
                 [
                     str(binary),
-                    "--tablePort",
-                    str(self.port),
-                    "--tableHost",
+                    f"--{service}Port",
+                    str(port),
+                    f"--{service}Host",
                     "127.0.0.1",
                     "--inMemoryPersistence",
                     "--disableTelemetry",
@@ -103,20 +157,24 @@ class Azurite:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            if self._wait_ready():
-                return self
-            self.stop()
-            self.port = 0
-        raise RuntimeError("Azurite's Table service did not start")
+            if self._wait_ready(process, port):
+                self._processes.append(process)
+                if service == "table":
+                    self.port = port
+                else:
+                    self.queue_port = port
+                return
+            _stop(process)
+        self.stop()
+        raise RuntimeError(f"Azurite's {service.title()} service did not start")
 
-    def _wait_ready(self) -> bool:
+    def _wait_ready(self, process: subprocess.Popen[bytes], port: int) -> bool:
         deadline = time.monotonic() + self._startup_timeout
-        assert self._process is not None
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if process.poll() is not None:
                 return False
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     return True
             except OSError:
                 time.sleep(0.05)
@@ -124,14 +182,8 @@ class Azurite:
 
     def stop(self) -> None:
         """Stop Azurite (idempotent); its data was in memory and is gone."""
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
-            self._process = None
+        while self._processes:
+            _stop(self._processes.pop())
         if self._workspace is not None:
             self._workspace.cleanup()
             self._workspace = None
@@ -143,3 +195,12 @@ class Azurite:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)

@@ -4,8 +4,11 @@ The real host receives Event Grid deliveries at ``/runtime/webhooks/EventGrid?fu
 Grid's subscription validation handshake, turns each delivered event into the object the Python worker's converter
 builds (``func.EventGridEvent``, or ``func.CloudEvent`` for a CloudEvents 1.0 body) and calls the decorated function.
 It serves HTTP triggers under ``/api/<route>`` and runs timer triggers on their schedule, or on demand through
-``POST /admin/functions/NAME``. This server does the same for the decorated functions of ``function_app.py``, so the
-demo, the integration tests and ``python -m devstack host`` enter the app exactly where Azure does.
+``POST /admin/functions/NAME``. Queue triggers take the messages on their Storage queue (Azurite locally) as the
+host's queue listener does: delete on success, retry after ``visibilityTimeout``, move to ``<queue>-poison`` at the
+``maxDequeueCount``-th failure (``host.json``'s ``extensions.queues``). This server does the same for the decorated
+functions of ``function_app.py``, so the demo, the integration tests and ``python -m devstack host`` enter the app
+exactly where Azure does.
 
 Not modelled: function keys (Core Tools does not check them locally either) and NCRONTAB schedules (timers run every
 ``timer_interval`` seconds, or on demand).
@@ -13,8 +16,10 @@ Not modelled: function keys (Core Tools does not check them locally either) and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -60,6 +65,7 @@ class HostedFunction:
         function: the user function the host calls.
         route: an HTTP trigger's route template (``renew/{vault}/{name}``).
         methods: an HTTP trigger's methods, upper case; empty means every method.
+        queue_name: a queue trigger's queue, as declared (``%SETTING%`` names an app setting).
     """
 
     name: str
@@ -67,6 +73,7 @@ class HostedFunction:
     function: Callable[..., Any]
     route: str | None = None
     methods: tuple[str, ...] = ()
+    queue_name: str | None = None
 
 
 def hosted_functions() -> dict[str, HostedFunction]:
@@ -90,6 +97,7 @@ def hosted_functions() -> dict[str, HostedFunction]:
             function=built.get_user_function(),
             route=(getattr(trigger, "route", None) or name) if kind == "httpTrigger" else None,
             methods=methods,
+            queue_name=getattr(trigger, "queue_name", None) if kind == "queueTrigger" else None,
         )
     return found
 
@@ -212,17 +220,24 @@ class FunctionsHost:
         port: the port to listen on; 0 picks a free one.
         timer_interval: run every timer trigger this often, in seconds; 0 runs them only on demand.
         route_prefix: the HTTP triggers' prefix (``host.json``'s ``extensions.http.routePrefix``).
+        queue_interval: take the messages of every queue trigger this often, in seconds; 0 only on demand
+            (``run_queue``).
+        queue_retry_seconds: how long a failed message stays invisible before its next attempt; ``None`` takes
+            ``host.json``'s ``visibilityTimeout`` (a test passes 0 rather than wait).
         invocations: every invocation made, in order.
     """
 
     port: int = 0
     timer_interval: float = 0.0
     route_prefix: str = "api"
+    queue_interval: float = 0.0
+    queue_retry_seconds: float | None = None
     invocations: list[Invocation] = field(default_factory=list)
     _functions: dict[str, HostedFunction] | None = field(default=None, repr=False)
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _timer: threading.Thread | None = field(default=None, repr=False)
+    _queues: threading.Thread | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _timer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -258,6 +273,9 @@ class FunctionsHost:
         if self.timer_interval > 0:
             self._timer = threading.Thread(target=self._run_timers, name="functions-host-timer", daemon=True)
             self._timer.start()
+        if self.queue_interval > 0:
+            self._queues = threading.Thread(target=self._run_queues, name="functions-host-queues", daemon=True)
+            self._queues.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -267,6 +285,8 @@ class FunctionsHost:
             self._server.server_close()
         if self._timer is not None:
             self._timer.join(timeout=5)
+        if self._queues is not None:
+            self._queues.join(timeout=5)
 
     @property
     def functions(self) -> dict[str, HostedFunction]:
@@ -295,6 +315,8 @@ class FunctionsHost:
                 urls[function.name] = f"[eventGridTrigger] {self.event_grid_url(function.name)}"
             elif function.trigger == "httpTrigger":
                 urls[function.name] = f"[{','.join(function.methods) or '*'}] {base}/{function.route}"
+            elif function.trigger == "queueTrigger":
+                urls[function.name] = f"[queueTrigger] queue {function.queue_name}"
             else:
                 urls[function.name] = f"[{function.trigger}] POST {self.url}{_ADMIN_FUNCTIONS}{function.name}"
         return urls
@@ -319,6 +341,70 @@ class FunctionsHost:
             for function in list(self.functions.values()):
                 if function.trigger == "timerTrigger" and not self._stop.is_set():
                     self.run_timer(function.name)
+
+    def run_queue(self, name: str) -> list[Invocation]:
+        """Invoke the queue-triggered function ``name`` once for each message now visible on its queue (up to
+        32), as the host does with ``messageEncoding: none``: the message's text as written. A message whose
+        function succeeded is deleted; one whose function raised is visible again after ``queue_retry_seconds``,
+        and at its ``maxDequeueCount``-th attempt is moved to ``<queue>-poison`` instead.
+
+        The queue is the app setting's value when declared as ``%SETTING%``, on the storage the binding's
+        connection setting names (``AzureWebJobsStorage``: a connection string, ``UseDevelopmentStorage=true``).
+
+        Raises:
+            KeyError: no queue-triggered function of that name, or its queue setting is not set.
+        """
+        # The class the worker's queue converter builds (azure.functions.queue), with the dequeue count.
+        from azure.functions.queue import QueueMessage
+
+        from renewal.shells.queue import queue_client_from_environ
+
+        function = self.functions.get(name)
+        if function is None or function.trigger != "queueTrigger" or function.queue_name is None:
+            raise KeyError(name)
+        queue_name = _resolved(function.queue_name)
+        options = _queue_options()
+        retry = self.queue_retry_seconds
+        retry_seconds = int(retry if retry is not None else _seconds(str(options.get("visibilityTimeout", "0:0:0"))))
+        client = queue_client_from_environ(os.environ, queue_name)
+        _create_queue(client)
+        invocations = []
+        # The host keeps a message it works on hidden (10 minutes, renewed); this host works on one at a time.
+        for message in list(client.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=600)):
+            argument = QueueMessage(  # type: ignore[no-untyped-call]  # azure-functions leaves it untyped
+                id=message.id,
+                body=str(message.content),
+                dequeue_count=message.dequeue_count,
+                expiration_time=message.expires_on,
+                insertion_time=message.inserted_on,
+                time_next_visible=message.next_visible_on,
+                pop_receipt=message.pop_receipt,
+            )
+            invocation, _ = self._invoke(
+                function, argument, reason=f"New queue message detected on '{queue_name}'.", event_id=message.id
+            )
+            invocations.append(invocation)
+            if invocation.succeeded:
+                client.delete_message(message)
+            elif (message.dequeue_count or 0) >= int(options.get("maxDequeueCount", 5)):
+                poison = queue_client_from_environ(os.environ, f"{queue_name}-poison")
+                _create_queue(poison)
+                poison.send_message(str(message.content))
+                client.delete_message(message)
+                logger.warning("Message %s has reached MaxDequeueCount; moved to '%s-poison'", message.id, queue_name)
+            else:
+                client.update_message(message, visibility_timeout=retry_seconds)
+        return invocations
+
+    def _run_queues(self) -> None:
+        while not self._stop.wait(self.queue_interval):
+            for function in list(self.functions.values()):
+                if function.trigger != "queueTrigger" or self._stop.is_set():
+                    continue
+                try:
+                    self.run_queue(function.name)
+                except Exception as exc:  # storage not configured or down: the real listener backs off likewise
+                    logger.warning("queue listener for %s: %s", function.name, type(exc).__name__)
 
     def _invoke(
         self, function: HostedFunction, argument: Any, *, reason: str, event_id: str = ""
@@ -458,6 +544,33 @@ class FunctionsHost:
     def _record(self, invocation: Invocation) -> None:
         with self._lock:
             self.invocations.append(invocation)
+
+
+def _resolved(value: str) -> str:
+    """A binding expression's ``%SETTING%`` parts replaced by the app settings' values, as the host resolves them.
+
+    Raises:
+        KeyError: a setting it names is not set (the real host refuses to start the function).
+    """
+    return re.sub(r"%([^%]+)%", lambda match: os.environ[match.group(1)], value)
+
+
+def _queue_options() -> dict[str, Any]:
+    host = Path(__file__).resolve().parents[1] / "host.json"
+    options = json.loads(host.read_text()).get("extensions", {}).get("queues", {})
+    return dict(options) if isinstance(options, dict) else {}
+
+
+def _seconds(span: str) -> float:
+    hours, minutes, seconds = (float(part) for part in span.split(":"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _create_queue(client: Any) -> None:
+    from azure.core.exceptions import ResourceExistsError
+
+    with contextlib.suppress(ResourceExistsError):
+        client.create_queue()
 
 
 def _route_pattern(route: str) -> re.Pattern[str]:

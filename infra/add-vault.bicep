@@ -22,8 +22,16 @@ param systemTopicResourceGroup string = ''
   'CloudEventSchemaV1_0'
 ])
 param eventDeliverySchema string = 'EventGridSchema'
+@description('EVENT_DELIVERY from the azd environment: \'function\' or \'queue\', as the rest of the deployment.')
+@allowed([
+  'function'
+  'queue'
+])
+param eventDelivery string = 'function'
 param deadLetterStorageAccountId string
 param deadLetterContainerName string = 'eventgrid-deadletters'
+@description('WORK_QUEUE_NAME from the azd environment (for eventDelivery = \'queue\').')
+param workQueueName string = 'renewal-work'
 param actionGroupId string = ''
 
 module access 'app/vault-access.bicep' = {
@@ -48,8 +56,10 @@ module events 'app/vault.bicep' = if (certificates) {
     functionAppId: functionAppId
     subscribeEvents: true
     eventDeliverySchema: eventDeliverySchema
+    eventDelivery: eventDelivery
     deadLetterStorageAccountId: deadLetterStorageAccountId
     deadLetterContainerName: deadLetterContainerName
+    workQueueName: workQueueName
     actionGroupId: actionGroupId
   }
 }

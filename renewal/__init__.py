@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from renewal.outcome import Outcome
 
-__all__ = ["handle_event", "handle_event_grid_event", "renew_now", "run_sweep", "status", "status_page"]
+__all__ = [
+    "handle_event",
+    "handle_event_grid_event",
+    "handle_poisoned_queue_message",
+    "handle_queue_message",
+    "renew_now",
+    "run_sweep",
+    "status",
+    "status_page",
+]
 
 
 def handle_event_grid_event(event: Any) -> Outcome:
@@ -28,10 +37,25 @@ def handle_event(envelope: Any) -> Outcome:
 
 
 def run_sweep() -> Any:
-    """Run the timer sweep; see ``renewal.flow.sweep``."""
+    """Run the timer sweep (or plan it onto the work queue); see ``renewal.flow.sweep`` and ``renewal.flow.fanout``."""
     from renewal.flow.entry import run_sweep as run
 
     return run()
+
+
+def handle_queue_message(message: Any) -> Any:
+    """Do one work-queue message (``func.QueueMessage``): a vault's sweep, or Key Vault events; see
+    ``renewal.flow.entry``."""
+    from renewal.flow.entry import handle_queue_message as handle
+
+    return handle(message)
+
+
+def handle_poisoned_queue_message(message: Any) -> Outcome:
+    """Announce one message the host moved to the poison queue; see ``renewal.flow.entry``."""
+    from renewal.flow.entry import handle_poisoned_queue_message as handle
+
+    return handle(message)
 
 
 def renew_now(vault_name: str, certificate_name: str, *, force: bool = False) -> tuple[int, str]:

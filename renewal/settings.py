@@ -24,6 +24,9 @@ Every error is a ``ConfigurationError`` that names the faulty setting and never 
 ``RENEWAL_CONSUMER_LEAD_HOURS``
     The renewal window opens no later than this many hours before expiry; ``auto``: the slowest configured
     deployment target's own pick-up time plus ``RENEWAL_CA_TURNAROUND_HOURS`` (default 1) plus one sweep interval.
+``RENEWAL_VAULT_CREATE_RATE`` / ``RENEWAL_VAULT_CREATE_RATES``
+    Certificate creates per 10 s per vault, across every instance (default 20, Key Vault's software-key limit; 0
+    turns pacing off), and per-vault overrides ``name=10,other=5`` (HSM vaults: 10).
 ``RENEWAL_OBSERVE``
     ``true``: observe mode. The app decides and reports what it would do (``would_renew``, with the window) but
     creates no version and asks no CA. A certificate's ``renewal-observe`` tag (``true``/``false``) overrides it.
@@ -51,6 +54,7 @@ from renewal.ca._protocol import CAProfile
 from renewal.errors import ConfigurationError
 from renewal.notify._config import NotifierConfig, notifier_secret_values, parse_notifiers
 from renewal.pure.consumers import SELF_PICKUP
+from renewal.pure.pacing import PacingOptions
 
 __all__ = [
     "Settings",
@@ -164,6 +168,8 @@ class Settings:
             (``would_renew``), never create a version or call a CA.
         window_lead: the renewal window opens no later than this before expiry (``RENEWAL_CONSUMER_LEAD_HOURS``:
             the slowest consumer's pick-up plus the CA's turnaround; docs/targets.md).
+        pacing: the per-vault rate of certificate creates every instance keeps to (``RENEWAL_VAULT_CREATE_RATE``,
+            ``RENEWAL_VAULT_CREATE_RATES``).
         notifiers: the Teams, Slack and e-mail notifiers (``RENEWAL_NOTIFIERS``, docs/notifications.md).
         sdk_log_level: the level of the Azure SDK's loggers (their HTTP logging policy logs every request at
             INFO, which costs money in Application Insights): WARNING unless asked.
@@ -200,6 +206,7 @@ class Settings:
     sdk_log_level: str = "WARNING"
     notifiers: tuple[NotifierConfig, ...] = ()
     window_lead: timedelta = timedelta(0)
+    pacing: PacingOptions = field(default_factory=PacingOptions)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -258,6 +265,7 @@ class Settings:
             manual_cooldown_seconds=_number(environ, MANUAL_COOLDOWN, 300.0, low=0.0, high=86400.0),
             outbox_retention_days=_number(environ, OUTBOX_RETENTION, 7.0, low=1.0, high=365.0),
             observe=_flag(environ, OBSERVE),
+            pacing=PacingOptions.from_environ(environ),
             window_lead=_window_lead(environ, _sweep_interval(environ)),
             sdk_log_level=_log_level(environ, SDK_LOG_LEVEL),
             storage=tuple(
@@ -360,7 +368,7 @@ def _secret_values(
     topic_key: str | None,
 ) -> frozenset[str]:
     values: set[str] = {endpoint.secret for endpoint in webhooks}
-    values.update(v for v in (token, topic_key) if v)
+    values.update(v for v in (token, topic_key, environ.get("RENEWAL_ARM_STATIC_TOKEN", "").strip()) if v)
 
     def named(options: object) -> None:
         if isinstance(options, Mapping):

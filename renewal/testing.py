@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-# The Table Storage journal's own entity mapping and rules, so what round-trips through one round-trips through
-# the other (a history entry that is not JSON comes back as text from both, a step under its stored name).
 from renewal.shells.journal import (
     _OUTBOX,
     _RECORD,
@@ -32,6 +30,11 @@ from renewal.shells.journal import (
     _claim_lost,
     _claimed_by_another,
     _due,
+    _is_due_delivery,
+    _is_under_way,
+    _matches_due_filter,
+    _matches_due_outbox_filter,
+    _matches_under_way_filter,
     _outbox_entity,
     _outbox_items,
     _outbox_prefix,
@@ -43,10 +46,14 @@ from renewal.shells.journal import (
     _record_key,
 )
 
+# The Table Storage journal's own entity mapping and rules, so what round-trips through one round-trips through
+# the other (a history entry that is not JSON comes back as text from both, a step under its stored name).
+from renewal.shells.pacing import InMemoryPacer
+
 if TYPE_CHECKING:
     from renewal.shells.journal import RenewalJournal
 
-__all__ = ["InMemoryJournal"]
+__all__ = ["InMemoryJournal", "InMemoryPacer"]
 
 _SETTLED = frozenset({"delivered", "dead"})
 
@@ -142,8 +149,26 @@ class InMemoryJournal:
         return [_record_from(row) for row in rows]
 
     def due_records(self, now: float, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]:
-        """Records the sweep should take up: a retry whose time has come, or a lapsed claim under way."""
-        return _due(self.records(vault_names), now)
+        """Records the sweep should take up: a retry whose time has come, or a lapsed claim under way.
+
+        Only the rows the Table Storage journal's server-side filter returns are read (and counted)."""
+        with self._lock:
+            rows = [
+                row
+                for partition in _partitions(vault_names)
+                for row in self._filtered(partition, _RECORD, lambda e: _matches_due_filter(e, now))
+            ]
+        return _due([_record_from(row) for row in rows], now)
+
+    def under_way_records(self, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]:
+        """Records with a claim, a retry pending, or a step not done; only those rows are read (and counted)."""
+        with self._lock:
+            rows = [
+                row
+                for partition in _partitions(vault_names)
+                for row in self._filtered(partition, _RECORD, _matches_under_way_filter)
+            ]
+        return [record for record in map(_record_from, rows) if _is_under_way(record)]
 
     # --- outbox --------------------------------------------------------------------------------------------
 
@@ -161,6 +186,16 @@ class InMemoryJournal:
         with self._lock:
             rows = [row for partition in _partitions(vault_names) for row in self._range(partition, prefix)]
         return _outbox_items(rows, certificate_name)
+
+    def due_outbox(self, now: float, vault_names: Iterable[str] | None = None) -> list[OutboxItem]:
+        """Pending outbox rows whose next attempt has come, oldest first; only those rows are read (and counted)."""
+        with self._lock:
+            rows = [
+                row
+                for partition in _partitions(vault_names)
+                for row in self._filtered(partition, _OUTBOX, lambda e: _matches_due_outbox_filter(e, now))
+            ]
+        return [item for item in _outbox_items(rows, None) if _is_due_delivery(item, now)]
 
     def save_outbox(self, item: OutboxItem) -> OutboxItem | None:
         """Update an outbox row if nobody changed it since it was read; ``None`` when someone did (or it is gone)."""
@@ -205,6 +240,15 @@ class InMemoryJournal:
         if count:
             self._reads.requests += 1
             self._reads.entities += len(rows)
+        return rows
+
+    def _filtered(
+        self, partition: str | None, prefix: str, condition: Callable[[Mapping[str, Any]], bool]
+    ) -> list[_Row]:
+        """Rows of a prefix range that meet a server-side filter: one request, and only the matching rows read."""
+        rows = [row for row in self._range(partition, prefix, count=False) if condition(row)]
+        self._reads.requests += 1
+        self._reads.entities += len(rows)
         return rows
 
 

@@ -1,4 +1,4 @@
-"""Fixtures every test folder may use: the session's Azurite (Azure Storage emulator)."""
+"""Fixtures every test folder may use: the session's Azurite (Azure Storage emulator, Table and Queue)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from devstack.azurite import Azurite, AzuriteMissingError
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    """Azurite's Table service, in memory, for the whole session (tests use their own tables)."""
+    """Azurite's Table and Queue services, in memory, for the whole session (tests use their own tables and
+    queues)."""
     try:
         emulator = Azurite().start()
     except AzuriteMissingError as exc:

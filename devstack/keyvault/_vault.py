@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -554,6 +554,54 @@ class Vault:
                 raise KeyError(f"{certificate_name}/{version}")
             return _crypto.key_from_pem(key_pem)
 
+    def seed(
+        self,
+        name: str,
+        *,
+        policy: JSON,
+        leaf_der: bytes,
+        chain_der: Sequence[bytes] = (),
+        key_pem: str,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Add a completed version of ``name`` straight into the model, for benchmarks that need thousands of
+        certificates fast (emulator only; Key Vault has nothing like it). Returns the new version's id.
+
+        ``policy`` is what a create would take (defaults filled in the same way); the leaf must be for
+        ``key_pem``'s key. Unlike a merge, no ``CertificateNewVersionCreated`` is emitted: seeding a fleet must
+        not flood the subscribers. Expiry events follow the clock as for any version.
+
+        Raises:
+            _KvError: the name or the policy is invalid.
+            ValueError: the leaf is not DER, or a pending operation or deleted certificate holds the name.
+        """
+        _check_name(name)
+        leaf = x509.load_der_x509_certificate(leaf_der)
+        with self._lock:
+            now = self._now()
+            certificate = self._certificates.get(name.lower())
+            if name.lower() in self._deleted or (certificate is not None and certificate.operation is not None):
+                raise ValueError(f"certificate {name} is deleted or has an operation; it cannot be seeded")
+            completed = _complete_policy(policy, now=now, created=None)
+            if certificate is None:
+                certificate = self._certificates[name.lower()] = _Certificate(name=name, policy=completed)
+            certificate.versions.append(
+                _Version(
+                    version=_new_version_id(),
+                    created=now,
+                    updated=now,
+                    enabled=True,
+                    nbf=int(leaf.not_valid_before_utc.timestamp()),
+                    exp=int(leaf.not_valid_after_utc.timestamp()),
+                    tags=dict(tags) if tags is not None else None,
+                    cer=leaf_der,
+                    chain=tuple(chain_der),
+                    key_pem=key_pem,
+                    content_type=completed["secret_props"]["contentType"],
+                )
+            )
+            return certificate.versions[-1].version
+
     def snapshot(self) -> dict[str, object]:
         """Return the full state as JSON-serialisable data (private keys as PKCS#8 PEM) for :meth:`restore`."""
         with self._lock:
@@ -823,7 +871,7 @@ class Vault:
     def _new_version_event(self, certificate: _Certificate, version: _Version) -> None:
         self._emit(_event(CERTIFICATE_NEW_VERSION_CREATED, certificate.name, version))
 
-    def _page(self, request: ApiRequest, items: list[JSON], path: str) -> JSON:
+    def _page(self, request: ApiRequest, items: Sequence[Any], path: str) -> JSON:
         """Slice a list by ``maxresults`` (1..25) and a ``$skiptoken`` offset; ``nextLink`` is absolute to this vault.
 
         Raises:
@@ -846,7 +894,7 @@ class Vault:
                 params.append(f"includePending={request.query['includePending']}")
             params.append(f"$skiptoken={offset + size}")
             next_link = f"{self.base_url}{path}?{'&'.join(params)}"
-        return {"value": items[offset : offset + size], "nextLink": next_link}
+        return {"value": list(items[offset : offset + size]), "nextLink": next_link}
 
     # ----------------------------------------------------------------------------------------- create / merge
 
@@ -1139,15 +1187,18 @@ class Vault:
 
     def _list(self, request: ApiRequest, _args: list[str]) -> ApiResponse:
         include_pending = request.query.get("includePending", "false").lower() == "true"
-        items = []
+        listed = []
         for key in sorted(self._certificates):
             certificate = self._certificates[key]
             latest = self._latest(certificate)
             # Pending-only certificates are listed only with includePending=true (rec: azure-cli).
             if latest.cer is None and not include_pending:
                 continue
-            items.append(self._item(certificate, latest, with_version=False))
-        return ApiResponse(200, self._page(request, items, "/certificates"))
+            listed.append((certificate, latest))
+        # Only the page's items are built: a vault of thousands is listed in pages of 25, each costing its own.
+        page = self._page(request, listed, "/certificates")
+        page["value"] = [self._item(certificate, latest, with_version=False) for certificate, latest in page["value"]]
+        return ApiResponse(200, page)
 
     def _list_versions(self, request: ApiRequest, args: list[str]) -> ApiResponse:
         certificate = self._live(args[0])

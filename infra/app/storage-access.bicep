@@ -31,7 +31,8 @@ resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// Storage Queue Data Contributor: the host's internal queues (and retries of queue-backed work).
+// Storage Queue Data Contributor: the host's internal queues, and the work queue and its poison queue: the queue
+// trigger reads, hides and deletes messages (and moves poison ones), and the planner sends the sweep's units.
 resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, appPrincipalId, '974c5e8b-45b9-4653-ba55-5f855dd0fb88')
   scope: storage

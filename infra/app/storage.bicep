@@ -1,5 +1,6 @@
 // The Function App's own storage account: host state (blobs, queues), the Flex Consumption deployment
-// container, the renewal journal (Table Storage) and the Event Grid dead-letter container.
+// container, the renewal journal (Table Storage), the work queue (the sweep's fan-out, and Key Vault events when
+// they are delivered through the queue) and the Event Grid dead-letter container.
 // Shared key access is disabled: everything authenticates with Entra ID (managed identities).
 param location string
 param tags object
@@ -7,6 +8,8 @@ param storageAccountName string
 param deploymentContainerName string
 param deadLetterContainerName string
 param journalTableName string
+@description('RENEWAL_WORK_QUEUE: the work queue; the host moves what fails maxDequeueCount times to <name>-poison.')
+param workQueueName string
 @description('Subnet allowed through the storage firewall when VNET integration is on; empty: public endpoint.')
 param allowedSubnetId string = ''
 
@@ -94,6 +97,23 @@ resource journalTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
   name: journalTableName
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// Created here rather than by the host, so that Event Grid can be subscribed to it (and given its role on it) in the
+// same deployment, before the app has ever started.
+resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: workQueueName
+}
+
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${workQueueName}-poison'
+}
+
 output storageAccountId string = storage.id
 output storageAccountName string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
@@ -103,3 +123,4 @@ output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerName string = deploymentContainer.name
 output deadLetterContainerName string = deadLetterContainer.name
 output journalTableName string = journalTable.name
+output workQueueName string = workQueue.name

@@ -1,6 +1,6 @@
 // One existing Key Vault's certificate events: its Event Grid system topic, the subscription that delivers the
-// certificate events to the app, the topic identity's right to write dead letters, and alerts on dead-lettered and
-// dropped events. Deployed into the system topic's resource group (the vault's, unless an existing topic lives
+// certificate events to the app (to its Event Grid function, or to its work queue), the topic identity's right to
+// write dead letters (and queue messages), and alerts on dead-lettered and dropped events. Deployed into the system topic's resource group (the vault's, unless an existing topic lives
 // elsewhere) by main.bicep for each certificate vault in `vaults`, and by add-vault.bicep for one more vault later.
 // The app's roles on the vault are granted apart (vault-access.bicep), before the Function App exists.
 param vaultName string
@@ -23,14 +23,49 @@ param subscribeEvents bool = true
   'CloudEventSchemaV1_0'
 ])
 param eventDeliverySchema string = 'EventGridSchema'
-@description('Resource id of the app\'s storage account, which holds the dead-letter container.')
+@description('How the events reach the app: \'function\', pushed to its Event Grid function (Event Grid must reach the Function App), or \'queue\', written to its work queue with the topic\'s system-assigned identity, for a Function App behind a private endpoint (docs/deploy.md, "Event delivery: the function or the queue").')
+@allowed([
+  'function'
+  'queue'
+])
+param eventDelivery string = 'function'
+@description('Resource id of the app\'s storage account, which holds the dead-letter container and the work queue.')
 param deadLetterStorageAccountId string
 param deadLetterContainerName string
+@description('The work queue in that account (RENEWAL_WORK_QUEUE), for eventDelivery = \'queue\'.')
+param workQueueName string = 'renewal-work'
 @description('Action group for the delivery alerts; empty: the alerts fire without notifying anyone.')
 param actionGroupId string = ''
 param tags object = {}
 
 var functionName = 'keyvault_certificate_events'
+var queueDelivery = eventDelivery == 'queue'
+// A queue subscription does not need the function deployed (Event Grid only writes to the queue), so it is created
+// on the first provision too.
+var subscribe = subscribeEvents || queueDelivery
+var functionDestination = {
+  endpointType: 'AzureFunction'
+  properties: {
+    resourceId: '${functionAppId}/functions/${functionName}'
+    maxEventsPerBatch: 1
+    preferredBatchSizeInKilobytes: 64
+  }
+}
+// SYSTEM-assigned, as for dead letters: the identity Event Grid may use behind the storage firewall. One event per
+// message, kept a week (the queue's own default) so that events outlast an outage of the app.
+var queueDestination = {
+  identity: {
+    type: 'SystemAssigned'
+  }
+  destination: {
+    endpointType: 'StorageQueue'
+    properties: {
+      resourceId: deadLetterStorageAccountId
+      queueName: workQueueName
+      queueMessageTimeToLiveInSeconds: 604800
+    }
+  }
+}
 var createTopic = empty(existingSystemTopicName)
 var topicName = createTopic ? 'evgt-${vaultName}-${nameToken}' : existingSystemTopicName
 var subscriptionName = 'renewal-${nameToken}'
@@ -101,18 +136,23 @@ module deadLetterAccess 'dead-letter-access.bicep' = {
   }
 }
 
-resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (subscribeEvents) {
+module queueSenderAccess 'queue-sender-access.bicep' = if (queueDelivery) {
+  name: 'queuesender-${vaultName}-${nameToken}'
+  scope: resourceGroup(storageIdParts[2], storageIdParts[4])
+  params: {
+    storageAccountName: last(storageIdParts)
+    workQueueName: workQueueName
+    topicPrincipalId: createTopic ? createdTopic.identity.principalId : topic.identity.principalId
+  }
+}
+
+resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (subscribe) {
   parent: topic
   name: subscriptionName
   properties: {
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: '${functionAppId}/functions/${functionName}'
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
-      }
-    }
+    // One of the two: Event Grid pushes to the function, or writes to the queue with the topic's identity.
+    destination: queueDelivery ? null : functionDestination
+    deliveryWithResourceIdentity: queueDelivery ? queueDestination : null
     eventDeliverySchema: eventDeliverySchema
     filter: {
       includedEventTypes: [
@@ -142,6 +182,7 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
   dependsOn: [
     createdTopic
     deadLetterAccess
+    queueSenderAccess
   ]
 }
 
@@ -185,3 +226,4 @@ resource deliveryAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = [
 output systemTopicId string = topic.id
 output systemTopicName string = topicName
 output subscriptionName string = subscriptionName
+output eventDelivery string = eventDelivery

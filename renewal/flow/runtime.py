@@ -28,6 +28,8 @@ from renewal.shells.senders import OutboxSender
 from renewal.shells.webhooks import WebhookSender
 
 if TYPE_CHECKING:
+    from renewal.shells.arm import ArmClient
+    from renewal.shells.pacing import Pacer
     from renewal.shells.rollouts import RolloutStore
     from renewal.shells.topic import OutcomeTopic
 
@@ -77,6 +79,7 @@ def log_retries_at_debug() -> None:
 
 # The Azure SDK's loggers: the HTTP logging policy logs every request and response at INFO, identity logs every
 # token it gets. In Application Insights that is noise that costs money.
+_PACING_TABLE = "renewalpacing"
 _SDK_LOGGERS = ("azure", "msal", "urllib3", "opentelemetry")
 
 
@@ -191,6 +194,8 @@ def build_runtime(
     metrics: Metrics | None = None,
     senders: Mapping[str, OutboxSender] | None = None,
     rollouts: RolloutStore | None = None,
+    arm: ArmClient | None = None,
+    pacer: Pacer | None = None,
 ) -> Runtime:
     """Build the runtime the settings describe; each keyword replaces one part (tests inject here).
 
@@ -224,9 +229,16 @@ def build_runtime(
         )
     if senders is None:
         senders = _senders(settings, clock)
-    SecretScrubber.install(settings.secret_values)
+    from renewal.shells.telemetry import metrics_from_environ, telemetry_secrets
+
+    if metrics is None:
+        # NoMetrics, importing nothing, unless an exporter is configured (docs/metrics.md).
+        metrics = metrics_from_environ(settings.environ)
+    SecretScrubber.install(settings.secret_values | telemetry_secrets(settings.environ))
     log_retries_at_debug()
     quiet_sdk_loggers(settings.sdk_log_level)
+    if pacer is None and keyvault is None and settings.pacing.enabled:
+        pacer = _pacer(settings, clock, in_memory=injected_journal is not None)
     if rollouts is None and rolls_out(settings):
         rollouts = _rollout_store(settings, injected_journal, journal)
     runtime = Runtime(
@@ -236,6 +248,8 @@ def build_runtime(
             credential=credential,
             connection_verify=settings.keyvault_ca_bundle,
             timeout_seconds=settings.keyvault_timeout_seconds,
+            pacer=pacer,
+            pacing_wait_seconds=settings.pacing.max_wait_seconds,
         ),
         journal=journal,
         webhooks=webhooks or WebhookSender(),
@@ -249,17 +263,29 @@ def build_runtime(
         rollouts=rollouts,
         _adapters=_Adapters(settings.environ, dict(adapters or {})),
     )
-    if rollouts is not None and "target" not in runtime.senders:
+    if rollouts is not None:
         from renewal.flow.rollout import with_rollout_senders
 
-        runtime = with_rollout_senders(runtime, rollouts)
+        runtime = with_rollout_senders(runtime, rollouts, arm=arm)
     return runtime
+
+
+def _pacer(settings: Settings, clock: Clock, *, in_memory: bool) -> Pacer:
+    """The per-vault create pacing: one row per vault in a table of its own beside the journal, shared by every
+    instance; in memory beside a journal handed in (tests, one process)."""
+    from renewal.shells.pacing import InMemoryPacer, TablePacer
+
+    seconds = lambda: clock().timestamp()  # noqa: E731 - the pacers take Unix seconds
+    if in_memory:
+        return InMemoryPacer(clock=seconds, options=settings.pacing)
+    table = table_client_from_environ(settings.environ, _PACING_TABLE)
+    return TablePacer(table, clock=seconds, options=settings.pacing)
 
 
 def rolls_out(settings: Settings) -> bool:
     """Whether anything follows a merge beyond notifications: deployment targets, or a CA profile that retires
     the superseded certificate. Without either, no rollout code is imported and no rollout row is read."""
-    if settings.environ.get("RENEWAL_TARGETS", "").strip():
+    if settings.environ.get("RENEWAL_TARGETS", "").strip() not in ("", "{}"):
         return True
     return any(str(p.options.get("revoke_superseded", "")).lower() == "true" for p in settings.ca_profiles.values())
 

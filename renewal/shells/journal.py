@@ -17,6 +17,12 @@ one renewal. A claim carries an expiry, so a crashed worker's claim is taken ove
 record with outbox rows is one entity-group transaction (same partition), so a notification can never be lost
 between the two.
 
+The sweep reads only what it must act on, with server-side filters, so its reads are bounded by what is under
+way or due and not by the fleet: ``under_way_records`` (a claim, a retry pending, a step not done),
+``due_records`` and ``due_outbox``. The filters use the properties every record row has always carried
+(``step``, and ``claim_owner``/``next_attempt_at``, written only when set), so rows written before these queries
+existed are found without a migration (see ``_UNDER_WAY_FILTER``).
+
 Rows written before this layout are still read: a step under its old name (``Step.stored``), a chain as
 concatenated PEM text, and outbox rows keyed ``o|<webhook-id>`` (see ``Journal.outbox``).
 """
@@ -195,6 +201,10 @@ class RenewalJournal(Protocol):
     def records(self, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]: ...
 
     def due_records(self, now: float, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]: ...
+
+    def under_way_records(self, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]: ...
+
+    def due_outbox(self, now: float, vault_names: Iterable[str] | None = None) -> list[OutboxItem]: ...
 
     def outbox(
         self, vault_names: Iterable[str] | None = None, *, certificate_name: str | None = None
@@ -425,7 +435,24 @@ class Journal:
         Raises:
             RetryableError: storage is unavailable.
         """
-        return _due(self.records(vault_names), now)
+        rows: list[Mapping[str, Any]] = []
+        for partition in _partitions(vault_names):
+            rows.extend(self._filtered(partition, _RECORD, _due_filter(now), "find the due renewal records"))
+        return _due([_record_from(row) for row in rows], now)
+
+    def under_way_records(self, vault_names: Iterable[str] | None = None) -> list[RenewalRecord]:
+        """Records with something under way: a claim, a retry pending, or a step between ``BEGIN`` and ``DONE``.
+
+        Read with a server-side filter, so the rows read are those records, however many idle ones the vaults
+        hold; the sweep passes over the listed certificates these name, and raises its alarms from them.
+
+        Raises:
+            RetryableError: storage is unavailable.
+        """
+        rows: list[Mapping[str, Any]] = []
+        for partition in _partitions(vault_names):
+            rows.extend(self._filtered(partition, _RECORD, _UNDER_WAY_FILTER, "find the renewals under way"))
+        return [record for record in map(_record_from, rows) if _is_under_way(record)]
 
     # --- outbox --------------------------------------------------------------------------------------------
 
@@ -467,6 +494,18 @@ class Journal:
                     self._no_legacy_rows.add(partition)
                 rows.extend(legacy)
         return _outbox_items(rows, certificate_name)
+
+    def due_outbox(self, now: float, vault_names: Iterable[str] | None = None) -> list[OutboxItem]:
+        """Pending outbox rows whose next attempt has come (of the given vaults), oldest first; read with a
+        server-side filter, so delivered and dead rows kept for the retention period are not read.
+
+        Raises:
+            RetryableError: storage is unavailable.
+        """
+        rows: list[Mapping[str, Any]] = []
+        for partition in _partitions(vault_names):
+            rows.extend(self._filtered(partition, _OUTBOX, _due_outbox_filter(now), "find the due deliveries"))
+        return [item for item in _outbox_items(rows, None) if _is_due_delivery(item, now)]
 
     def save_outbox(self, item: OutboxItem) -> OutboxItem | None:
         """Update an outbox row if nobody changed it since it was read; ``None`` when someone did (or it is gone).
@@ -540,6 +579,16 @@ class Journal:
         """The rows whose RowKey starts with ``prefix``, in one partition or (``None``) the whole table."""
         low, high = _prefix_range(prefix)
         query = "RowKey ge @low and RowKey lt @high"
+        parameters: dict[str, Any] = {"low": low, "high": high}
+        if partition is not None:
+            query = "PartitionKey eq @pk and " + query
+            parameters["pk"] = partition
+        return self._rows(action, query, parameters)
+
+    def _filtered(self, partition: str | None, prefix: str, condition: str, action: str) -> list[Mapping[str, Any]]:
+        """The rows whose RowKey starts with ``prefix`` that also meet the OData ``condition`` (server-side)."""
+        low, high = _prefix_range(prefix)
+        query = f"RowKey ge @low and RowKey lt @high and {condition}"
         parameters: dict[str, Any] = {"low": low, "high": high}
         if partition is not None:
             query = "PartitionKey eq @pk and " + query
@@ -620,6 +669,62 @@ def _prefix_range(prefix: str) -> tuple[str, str]:
 
 def _claimed_by_another(record: RenewalRecord, owner: str, now: float) -> bool:
     return bool(record.claim_owner) and record.claim_owner != owner and (record.claim_expires_at or 0) > now
+
+
+# Server-side filters and their exact meaning in Python (``renewal.testing.InMemoryJournal`` evaluates the
+# latter). Table Storage compares only properties an entity has: a comparison on a missing one is false. The
+# journal writes ``claim_owner`` and ``next_attempt_at`` only when set, and every record row has always had
+# ``step``, so rows of every age are found. A step is under way unless it is BEGIN or DONE, or one of their old
+# names (``Step.stored``); an unknown step is fetched and then judged by ``Step.stored``, which reads it as
+# BEGIN. Numbers are formatted here because the SDK's parameters turn 0.0 and 1.0 into false and true.
+_IDLE_STEPS = ("begin", "done", "idle", "failed")
+_UNDER_WAY_FILTER = (
+    "( claim_owner gt '' or next_attempt_at lt 10000000000000.0 or ( "
+    + " and ".join(f"step ne '{step}'" for step in _IDLE_STEPS)
+    + " ) )"
+)
+
+
+def _due_filter(now: float) -> str:
+    moment = repr(float(now))
+    return f"( ( claim_owner gt '' and claim_expires_at le {moment} ) or next_attempt_at le {moment} )"
+
+
+def _due_outbox_filter(now: float) -> str:
+    return f"status eq 'pending' and next_attempt_at le {float(now)!r}"
+
+
+def _matches_under_way_filter(entity: Mapping[str, Any]) -> bool:
+    """``_UNDER_WAY_FILTER`` as Table Storage evaluates it on one row."""
+    step = entity.get("step")
+    return (
+        str(entity.get("claim_owner") or "") > ""
+        or entity.get("next_attempt_at") is not None
+        or (step is not None and str(step) not in _IDLE_STEPS)
+    )
+
+
+def _matches_due_filter(entity: Mapping[str, Any], now: float) -> bool:
+    """``_due_filter(now)`` as Table Storage evaluates it on one row."""
+    claim_expires_at = entity.get("claim_expires_at")
+    next_attempt_at = entity.get("next_attempt_at")
+    claim_lapsed = claim_expires_at is not None and float(claim_expires_at) <= now
+    retry_due = next_attempt_at is not None and float(next_attempt_at) <= now
+    return (str(entity.get("claim_owner") or "") > "" and claim_lapsed) or retry_due
+
+
+def _matches_due_outbox_filter(entity: Mapping[str, Any], now: float) -> bool:
+    """``_due_outbox_filter(now)`` as Table Storage evaluates it on one row."""
+    next_attempt_at = entity.get("next_attempt_at")
+    return entity.get("status") == "pending" and next_attempt_at is not None and float(next_attempt_at) <= now
+
+
+def _is_under_way(record: RenewalRecord) -> bool:
+    return bool(record.claim_owner) or record.next_attempt_at is not None or record.under_way
+
+
+def _is_due_delivery(item: OutboxItem, now: float) -> bool:
+    return item.status == "pending" and item.next_attempt_at <= now
 
 
 def _due(records: Iterable[RenewalRecord], now: float) -> list[RenewalRecord]:

@@ -9,6 +9,7 @@ policy, create the new version (whose answer carries the CSR), merge. Every SDK 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from renewal._shared.urls import is_loopback_host
 from renewal.errors import PermanentError, RetryableError, ThrottledError
 from renewal.pure.plan import CertificateState, ListedCertificate
 from renewal.pure.tags import RENEWED_BY_TAG
+from renewal.shells.pacing import NoPacing, Pacer, vault_key, wait_for_slot
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -38,6 +40,7 @@ __all__ = [
     "ListedCertificate",
     "MergedVersion",
     "PendingVersion",
+    "RequestCount",
     "StaticTokenCredential",
     "VaultCertificates",
     "is_loopback_url",
@@ -140,6 +143,24 @@ def is_loopback_url(url: str) -> bool:
     return is_loopback_host(urlsplit(url).hostname or "")
 
 
+class RequestCount:
+    """The HTTP requests sent to Key Vault (every attempt: challenge probes and SDK retries included)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests = 0
+
+    @property
+    def requests(self) -> int:
+        """How many requests were sent so far."""
+        return self._requests
+
+    def add(self) -> None:
+        """Count one request."""
+        with self._lock:
+            self._requests += 1
+
+
 class KeyVaultClients:
     """One ``CertificateClient`` per vault, created on first use and reused (Key Vault's throttling guidance).
 
@@ -148,6 +169,14 @@ class KeyVaultClients:
             created on first use.
         connection_verify: a CA bundle path for TLS (the local emulator's), or ``None`` for the system store.
         retry_total: the SDK's retry budget per request; its retry policy honours ``Retry-After`` on 429.
+        pacer: hands out each vault's certificate-create slots (``renewal.shells.pacing``); ``None`` paces
+            nothing, leaving Key Vault's 429 to the throttle retries.
+        pacing_wait_seconds: the longest a create waits for its slot; further away it is deferred
+            (``ThrottledError`` with ``retry_after``).
+        sleep: how a create waits for its slot (injected in tests).
+
+    Attributes:
+        sent: every HTTP request sent to any vault, counted as the SDK sends it.
     """
 
     def __init__(
@@ -160,8 +189,15 @@ class KeyVaultClients:
         retry_backoff_max: float = 30.0,
         throttle_delays: tuple[float, ...] = THROTTLE_DELAYS,
         timeout_seconds: float = 30.0,
+        pacer: Pacer | None = None,
+        pacing_wait_seconds: float = 15.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._credential = credential
+        self._pacer = pacer
+        self._pacing_wait = pacing_wait_seconds
+        self._sleep = sleep
+        self.sent = RequestCount()
         self._timeout = timeout_seconds
         self._throttle_delays = throttle_delays
         self._connection_verify = connection_verify
@@ -189,7 +225,16 @@ class KeyVaultClients:
 
     def vault(self, vault_url: str) -> VaultCertificates:
         """Return the certificates shell for one vault."""
-        return VaultCertificates(self.client_for(vault_url), throttle_delays=self._throttle_delays)
+        return VaultCertificates(
+            self.client_for(vault_url),
+            throttle_delays=self._throttle_delays,
+            pacer=self._pacer,
+            pacing_wait_seconds=self._pacing_wait,
+            sleep=self._sleep,
+        )
+
+    def _count_request(self, request: Any) -> None:
+        self.sent.add()
 
     def _create(self, vault_url: str) -> CertificateClient:
         from azure.keyvault.certificates import CertificateClient
@@ -219,6 +264,8 @@ class KeyVaultClients:
             "read_timeout": self._timeout,
             # azure-core follows redirects by default; the token must stay with the vault's own host.
             "permit_redirects": False,
+            # Azure-core's custom hook runs after the challenge policy: it sees each request as it is sent.
+            "raw_request_hook": self._count_request,
         }
         if static:
             # Only with the emulator's static token (loopback, checked above): the challenge names resource
@@ -259,16 +306,30 @@ class ThrottleWaits:
 
 
 class VaultCertificates:
-    """Certificate operations of one vault, in the renewal's words."""
+    """Certificate operations of one vault, in the renewal's words.
+
+    Args:
+        client: the vault's SDK client.
+        throttle_delays: waits between attempts of a throttled create or merge.
+        pacer: hands out the vault's create slots (``None``: no pacing); keyed by the vault's host.
+        pacing_wait_seconds: the longest a create waits for its slot before it is deferred.
+        sleep: how a create waits for its slot.
+    """
 
     def __init__(
         self,
         client: CertificateClient,
         *,
         throttle_delays: tuple[float, ...] = THROTTLE_DELAYS,
+        pacer: Pacer | None = None,
+        pacing_wait_seconds: float = 15.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._throttle_delays = throttle_delays
+        self._pacer: Pacer = pacer or NoPacing()
+        self._pacing_wait = pacing_wait_seconds
+        self._sleep = sleep
 
     def _unthrottled(self, call: Callable[[], _T]) -> _T:
         """Run ``call``, retrying the Key Vault 429s it raised as ``ThrottledError`` (one stamina policy).
@@ -323,14 +384,19 @@ class VaultCertificates:
         the policy says ``reuse_key``. When an operation is already pending, Key Vault answers 409 and the
         pending operation is resumed instead (one more request).
 
+        The create first waits for the vault's next slot from the pacer, so instances together stay under the
+        vault's create rate; a slot further away than ``pacing_wait_seconds`` defers the create instead.
+
         Raises:
             PermanentError: the policy is refused, or the certificate is gone.
+            ThrottledError: the vault's create rate is spent for longer than the pacing wait (``retry_after``).
             RetryableError: throttling, 5xx or a network failure outlasted the SDK's retries.
         """
         from azure.core.exceptions import ResourceExistsError
 
         name = snapshot.state.name
         policy = _unknown_issuer_copy(snapshot.policy)
+        wait_for_slot(self._pacer, vault_key(self._client.vault_url), within=self._pacing_wait, sleep=self._sleep)
         try:
             operation = self._unthrottled(lambda: self._create(name, policy, tags))
         except ResourceExistsError:

@@ -89,3 +89,21 @@ def test_no_secret_of_a_notifier_reaches_the_journal(flow: Flow, slack: FakeSlac
     assert rows
     assert all(slack.secret not in row.payload for row in rows)
     assert slack.secret in flow.settings.secret_values
+
+
+def test_a_certificate_at_risk_is_told_once_per_version_not_at_every_sweep(flow: Flow, slack: FakeSlackWebhook) -> None:
+    """The sweep logs the at-risk alarm at every run; the notifiers hear it once for the version at risk."""
+    from renewal.flow.sweep import sweep
+
+    _notifying(flow, slack, outcomes=["at_risk"])
+    flow.settings = Settings.from_environ({**flow.settings.environ, "RENEWAL_ALERT_DAYS": "30"})
+    assert flow.run().status == "failed"
+    assert slack.messages == []
+
+    for _ in range(3):
+        report = sweep(flow.runtime())
+        assert report.alarms == [f"kv1/{flow.name}"]
+        flow.clock.advance(timedelta(hours=1))
+
+    assert len(slack.messages) == 1
+    assert "risk" in json.dumps(slack.messages[0]).lower()

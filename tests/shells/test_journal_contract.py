@@ -429,3 +429,85 @@ def test_a_renewal_reads_the_same_whatever_the_vault_holds(make_journal: Journal
     assert reads[500] == reads[1]
     # Its own record (one point read) and its own two outbox rows: nothing of the other certificates.
     assert reads[1][1] == 3
+
+
+# --- what the sweep reads -------------------------------------------------------------------------------------
+
+
+def fill_vault(j: RenewalJournal, clock: Clock, *, idle: int) -> None:
+    """``idle`` finished renewals in kv1 and kv2, plus in kv1 one renewal of each kind that is under way."""
+    for vault in ("kv1", "kv2"):
+        for n in range(idle):
+            record = j.claim(vault, f"idle{n}", "w")
+            assert record is not None
+            j.release(replace(record, step=Step.DONE if n % 2 else Step.BEGIN))
+    claimed = j.claim("kv1", "claimed", "w")
+    assert claimed is not None
+    for name, changes in (
+        ("polling", {"step": Step.POLL, "next_attempt_at": clock.now + 600}),
+        ("retrying", {"step": Step.BEGIN, "next_attempt_at": clock.now - 5, "last_reason": "keyvault_throttled"}),
+        ("merging", {"step": Step.MERGE}),
+    ):
+        record = j.claim("kv1", name, "w")
+        assert record is not None
+        j.release(replace(record, **changes))
+
+
+def test_under_way_records_are_claims_retries_and_steps_not_done(journal: tuple[RenewalJournal, Clock]) -> None:
+    """Under way: a live claim, a retry pending (even at BEGIN), or a step between BEGIN and DONE; not the idle."""
+    j, clock = journal
+    fill_vault(j, clock, idle=4)
+    names = sorted(r.certificate_name for r in j.under_way_records(["kv1"]))
+    assert names == ["claimed", "merging", "polling", "retrying"]
+    assert j.under_way_records(["kv2"]) == []
+    assert sorted(r.certificate_name for r in j.under_way_records()) == names
+
+
+def test_the_sweeps_reads_do_not_grow_with_idle_records(make_journal: JournalMaker) -> None:
+    """Records under way, due records and due deliveries read the same rows beside 2 or 100 idle records."""
+    reads = {}
+    for idle in (2, 100):
+        j, clock = make_journal()
+        fill_vault(j, clock, idle=idle)
+        j.add_outbox(
+            [delivery(f"msg_done{n}", certificate=f"idle{n}", status="delivered") for n in range(idle)]
+            + [delivery("msg_due", certificate="merging"), delivery("msg_later", created_at=clock.now + 60)]
+        )
+        before = (j.reads.requests, j.reads.entities)
+        assert len(j.under_way_records(["kv1", "kv2"])) == 4
+        assert [r.certificate_name for r in j.due_records(clock.now, ["kv1", "kv2"])] == ["retrying"]
+        assert [i.webhook_id for i in j.due_outbox(clock.now, ["kv1", "kv2"])] == ["msg_due"]
+        reads[idle] = (j.reads.requests - before[0], j.reads.entities - before[1])
+    assert reads[100] == reads[2]
+    # One query per vault for each; the rows read are the 4 under way, the 1 due record and the 1 due delivery.
+    assert reads[2] == (6, 6)
+
+
+def test_due_records_include_a_lapsed_claim_under_way_but_not_a_live_one(journal: tuple[RenewalJournal, Clock]) -> None:
+    """A claim whose worker died is due once it lapses; a claim at BEGIN with nothing pending never is."""
+    j, clock = journal
+    crashed = j.claim("kv1", "crashed", "w")
+    idle_claim = j.claim("kv1", "idle", "w")
+    assert crashed is not None
+    assert idle_claim is not None
+    j.save(replace(crashed, step=Step.SUBMIT))
+    assert j.due_records(clock.now) == []
+    clock.now += 61
+    assert [r.certificate_name for r in j.due_records(clock.now)] == ["crashed"]
+
+
+def test_due_deliveries_are_pending_rows_whose_time_came(journal: tuple[RenewalJournal, Clock]) -> None:
+    """Due deliveries leave out delivered and dead rows and pending ones not yet due, oldest first."""
+    j, clock = journal
+    j.add_outbox(
+        [
+            delivery("msg_b", created_at=clock.now - 10),
+            delivery("msg_a", created_at=clock.now - 20, certificate="api"),
+            delivery("msg_sent", status="delivered"),
+            delivery("msg_dead", status="dead"),
+            delivery("msg_later", created_at=clock.now + 1),
+            delivery("msg_other_vault", vault="kv2"),
+        ]
+    )
+    assert [i.webhook_id for i in j.due_outbox(clock.now, ["kv1"])] == ["msg_a", "msg_b"]
+    assert [i.webhook_id for i in j.due_outbox(clock.now)] == ["msg_a", "msg_b", "msg_other_vault"]

@@ -40,6 +40,8 @@ def test_worker_indexes_only_the_expected_functions(indexed: dict[str, object]) 
         "manual_renew",
         "renewal_status",
         "renewal_status_page",
+        "renewal_work",
+        "renewal_work_poisoned",
     }
 
 
@@ -54,6 +56,26 @@ def test_worker_indexes_the_sweep_on_its_configurable_schedule(indexed: dict[str
     assert binding["direction"] == "IN"
     assert binding["schedule"] == "%RENEWAL_SWEEP_SCHEDULE%"
     assert binding["runOnStartup"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "queue"),
+    [("renewal_work", "%RENEWAL_WORK_QUEUE%"), ("renewal_work_poisoned", "%RENEWAL_WORK_QUEUE%-poison")],
+)
+def test_worker_indexes_the_queue_triggers_on_the_work_queue_and_its_poison_queue(
+    indexed: dict[str, object], name: str, queue: str
+) -> None:
+    """The work and poison functions are queueTrigger bindings on the RENEWAL_WORK_QUEUE app setting (and the
+    host's "-poison" twin), connected through AzureWebJobsStorage as the journal is, with no output."""
+    assert _bindings(indexed[name]) == [
+        {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "message",
+            "queueName": queue,
+            "connection": "AzureWebJobsStorage",
+        }
+    ]
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,12 @@ TRIGGERS: dict[str, dict[str, object]] = {
     },
     "renewal_status": {"type": "httpTrigger", "authLevel": "FUNCTION", "route": "status", "methods": ["GET"]},
     "renewal_status_page": {"type": "httpTrigger", "authLevel": "FUNCTION", "route": "status/page", "methods": ["GET"]},
+    "renewal_work": {"type": "queueTrigger", "queueName": "%RENEWAL_WORK_QUEUE%", "connection": "AzureWebJobsStorage"},
+    "renewal_work_poisoned": {
+        "type": "queueTrigger",
+        "queueName": "%RENEWAL_WORK_QUEUE%-poison",
+        "connection": "AzureWebJobsStorage",
+    },
 }
 
 
@@ -204,3 +210,100 @@ def test_event_grid_invocation_reads_both_schemas_through_the_worker_converter(
     assert [(o["status"], o["reason"], o["vault_name"], o["certificate_name"]) for o in outcomes] == [
         ("skipped", "vault_not_allowed", "sample-kv", "newcert")
     ], sample
+
+
+def _invoke_queue_function(functions: dict[str, Any], name: str, body: str, *, dequeue_count: int) -> Any:
+    """Load ``name`` and invoke it with ``body`` as the host passes a queue message (``messageEncoding: none``:
+    the text as written), with the trigger metadata the Storage extension sends."""
+    import azure_functions_runtime as worker
+
+    function_id = functions[name].function_id
+    loaded = asyncio.run(
+        worker.function_load_request(
+            request(request=request(function_load_request=request(function_id=function_id, metadata=None)))
+        )
+    )
+    assert loaded.result.status == HostProtos.StatusResult.Success
+    invocation = request(
+        invocation_id="3b8e1c2a-0000-4000-8000-000000000003",
+        function_id=function_id,
+        input_data=[HostProtos.ParameterBinding(name="message", data=HostProtos.TypedData(string=body))],
+        trigger_metadata={
+            "Id": HostProtos.TypedData(string="9d5f0c4e-1111-4222-8333-444455556666"),
+            "DequeueCount": typed_json(dequeue_count),
+            "InsertionTime": typed_json("2026-01-01T00:00:00+00:00"),
+            "ExpirationTime": typed_json("2026-01-01T01:00:00+00:00"),
+            "NextVisibleTime": typed_json("2026-01-01T00:00:30+00:00"),
+            "PopReceipt": HostProtos.TypedData(string="AgAAAAMAAAAAAAAA"),
+            "sys": typed_json({"MethodName": name, "UtcNow": "2026-01-01T00:00:00Z"}),
+        },
+        trace_context=HostProtos.RpcTraceContext(trace_parent="", trace_state="", attributes={}),
+        retry_context=HostProtos.RetryContext(retry_count=0, max_retry_count=0, exception=None),
+    )
+    return asyncio.run(worker.invocation_request(request(request=request(invocation_request=invocation))))
+
+
+def _outside_vault(monkeypatch: pytest.MonkeyPatch) -> None:
+    for setting in ("RENEWAL_CA_PROFILES", "RENEWAL_DEFAULT_CA_PROFILE", "RENEWAL_WEBHOOKS", "RENEWAL_SWEEP_FANOUT"):
+        monkeypatch.delenv(setting, raising=False)
+    monkeypatch.setenv("RENEWAL_VAULTS", "other-kv=https://other-kv.vault.azure.net")
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    monkeypatch.setenv("RENEWAL_WORK_QUEUE", "renewal-work")
+
+
+def test_queue_invocation_reads_a_unit_of_work_through_the_worker_converter(
+    functions: dict[str, Any], outcomes: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit of the sweep goes through the worker's queue converter into the app, which refuses the vault
+    (not on the allow-list) before asking anything of anyone, and the invocation succeeds (no retry)."""
+    _outside_vault(monkeypatch)
+    body = json.dumps(
+        {"kind": "renewal.sweep-vault", "version": 1, "vault": "sample-kv", "planned_at": "2026-01-01T00:00:00+00:00"}
+    )
+    response = _invoke_queue_function(functions, "renewal_work", body, dequeue_count=1)
+
+    assert response.result.status == HostProtos.StatusResult.Success, response.result.exception
+    assert response.return_value is None
+    assert [(o["status"], o["reason"], o["vault_name"]) for o in outcomes] == [
+        ("failed", "vault_not_allowed", "sample-kv")
+    ]
+
+
+def test_queue_invocation_reads_a_key_vault_event_event_grid_wrote(
+    functions: dict[str, Any], outcomes: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Key Vault event as Event Grid's Storage-queue handler writes it (base64 of its JSON) reaches the same
+    intake as the Event Grid trigger: for a vault outside RENEWAL_VAULTS, vault_not_allowed."""
+    import base64
+
+    _outside_vault(monkeypatch)
+    (event,) = json.loads((EVENTS_DIR / "near-expiry.eventgrid.json").read_text())
+    body = base64.b64encode(json.dumps(event).encode()).decode("ascii")
+    response = _invoke_queue_function(functions, "renewal_work", body, dequeue_count=1)
+
+    assert response.result.status == HostProtos.StatusResult.Success, response.result.exception
+    assert [(o["status"], o["reason"], o["vault_name"]) for o in outcomes] == [
+        ("skipped", "vault_not_allowed", "sample-kv")
+    ]
+
+
+def test_poison_invocation_announces_the_message_once(
+    functions: dict[str, Any], outcomes: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message on the poison queue is announced as one failed outcome naming the vault, the poison queue and the
+    message, and the invocation succeeds (a poison message is not retried again)."""
+    _outside_vault(monkeypatch)
+    body = json.dumps(
+        {"kind": "renewal.sweep-vault", "version": 1, "vault": "sample-kv", "planned_at": "2026-01-01T00:00:00+00:00"}
+    )
+    response = _invoke_queue_function(functions, "renewal_work_poisoned", body, dequeue_count=1)
+
+    assert response.result.status == HostProtos.StatusResult.Success, response.result.exception
+    [outcome] = outcomes
+    assert (outcome["status"], outcome["reason"], outcome["vault_name"]) == (
+        "failed",
+        "queue_message_poisoned",
+        "sample-kv",
+    )
+    assert "renewal-work-poison" in outcome["message"]
+    assert "9d5f0c4e" in outcome["message"]

@@ -10,10 +10,11 @@ WORKER_VENV := .venv-worker
 
 .PHONY: test demo lint typecheck services pytest pytest-py313 infra-check clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(WORKER_VENV)/.installed: requirements.txt requirements-worker.txt

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests and the demo talk to on loopback, once per machine:
-#   - Pebble and pebble-challtestsrv (ACME), cfssl (CFSSL): Debian packages;
+#   - Pebble and pebble-challtestsrv (ACME), cfssl (CFSSL), Chromium (the status page's browser test, headless):
+#     Debian packages;
 #   - Azurite (Azure Storage emulator): the npm version pinned in tools/azurite/package-lock.json.
 # Under CI=true anything that cannot be installed is a failure; elsewhere it is reported and the tests that need
 # it fail with a message saying what is missing.
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1 || missing+=(pebble)
 command -v cfssl >/dev/null 2>&1 || missing+=(golang-cfssl)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing Debian packages: ${missing[*]}"

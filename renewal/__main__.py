@@ -1,0 +1,7 @@
+"""``python -m renewal``: the operator CLI (``renewal.cli``)."""
+
+from __future__ import annotations
+
+from renewal.cli import main
+
+raise SystemExit(main())

@@ -77,6 +77,34 @@ param maximumInstanceCount int = 40
 ])
 param eventDeliverySchema string = 'EventGridSchema'
 
+@description('How Key Vault events reach the app: \'function\' (Event Grid pushes to the Event Grid function; the Function App must be reachable from Event Grid) or \'queue\' (Event Grid writes them to the work queue in the app\'s storage account with each system topic\'s managed identity, for a Function App behind a private endpoint). docs/deploy.md, "Event delivery: the function or the queue".')
+@allowed([
+  'function'
+  'queue'
+])
+param eventDelivery string = 'function'
+
+@description('RENEWAL_SWEEP_FANOUT: \'off\', the timer sweeps every vault in its own invocation; \'queue\', it queues one unit per vault on the work queue and the queue function does them, spread over instances.')
+@allowed([
+  'off'
+  'queue'
+])
+param sweepFanout string = 'off'
+
+@description('RENEWAL_WORK_QUEUE: the work queue in the app\'s storage account (at most 56 characters: the host adds -poison).')
+@minLength(3)
+@maxLength(56)
+param workQueueName string = 'renewal-work'
+
+@description('RENEWAL_TARGETS: deployment target name -> { kind, resource_id, probe, sni, tag, options } (docs/targets.md).')
+param targets object = {}
+
+@description('The resources the app pushes renewed versions to, for their least-role assignments: [{ kind, name, resourceGroup, subscriptionId? }] with kind app_gateway, api_management, app_service or container_apps (docs/targets.md).')
+param targetResources array = []
+
+@description('Subscriptions Azure Resource Graph searches for the certificates\' consumers (Reader on each; docs/targets.md).')
+param consumerSubscriptions array = []
+
 @description('Create the vaults\' event subscriptions. False on the first provision (the function is not deployed yet); the postdeploy hook sets it. Also an output, so `azd down` removes it from the azd environment.')
 param subscribeVaultEvents bool = false
 
@@ -134,6 +162,7 @@ module storage 'app/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     deadLetterContainerName: deadLetterContainerName
     journalTableName: journalTableName
+    workQueueName: workQueueName
     allowedSubnetId: appSubnetId
   }
 }
@@ -194,14 +223,20 @@ var baseSettings = {
   RENEWAL_WEBHOOKS: string(webhooks)
   RENEWAL_SWEEP_SCHEDULE: sweepSchedule
   RENEWAL_JOURNAL_TABLE: journalTableName
+  // The queue functions' bindings read RENEWAL_WORK_QUEUE (function_app.py), so it is set whatever the options.
+  RENEWAL_WORK_QUEUE: storage.outputs.workQueueName
+  RENEWAL_SWEEP_FANOUT: sweepFanout
 }
 var defaultProfileSetting = empty(defaultCaProfile) ? {} : {
   RENEWAL_DEFAULT_CA_PROFILE: defaultCaProfile
 }
+var targetsSetting = empty(targets) ? {} : {
+  RENEWAL_TARGETS: string(targets)
+}
 var outcomeTopicSetting = outcomeTopicEnabled ? {
   RENEWAL_OUTCOME_TOPIC_ENDPOINT: outcomeTopic.outputs.endpoint
 } : {}
-var renewalSettings = union(extraSettings, baseSettings, defaultProfileSetting, outcomeTopicSetting)
+var renewalSettings = union(extraSettings, baseSettings, defaultProfileSetting, outcomeTopicSetting, targetsSetting)
 
 module function 'app/function.bicep' = {
   name: 'function-${token}'
@@ -244,6 +279,55 @@ module alerts 'app/alerts.bicep' = {
   }
 }
 
+// The fleet workbook over Application Insights (docs/metrics.md): expiry timeline, outcomes, failures, vaults.
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook-${token}'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    namePrefix: token
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+// Deployment targets: the app's identity gets exactly the least role on exactly each target (docs/targets.md).
+module appGatewayTargets 'app/target-app-gateway.bicep' = [
+  for t in filter(targetResources, t => t.kind == 'app_gateway'): {
+    name: 'target-appgw-${t.name}-${token}'
+    scope: resourceGroup(t.?subscriptionId ?? subscription().subscriptionId, t.resourceGroup)
+    params: { gatewayName: t.name, appPrincipalId: identity.outputs.appPrincipalId }
+  }
+]
+module apiManagementTargets 'app/target-api-management.bicep' = [
+  for t in filter(targetResources, t => t.kind == 'api_management'): {
+    name: 'target-apim-${t.name}-${token}'
+    scope: resourceGroup(t.?subscriptionId ?? subscription().subscriptionId, t.resourceGroup)
+    params: { serviceName: t.name, appPrincipalId: identity.outputs.appPrincipalId }
+  }
+]
+module appServiceTargets 'app/target-app-service.bicep' = [
+  for t in filter(targetResources, t => t.kind == 'app_service'): {
+    name: 'target-web-${t.name}-${token}'
+    scope: resourceGroup(t.?subscriptionId ?? subscription().subscriptionId, t.resourceGroup)
+    params: { certificateName: t.name, appPrincipalId: identity.outputs.appPrincipalId }
+  }
+]
+module containerAppsTargets 'app/target-container-apps.bicep' = [
+  for t in filter(targetResources, t => t.kind == 'container_apps'): {
+    name: 'target-aca-${t.name}-${token}'
+    scope: resourceGroup(t.?subscriptionId ?? subscription().subscriptionId, t.resourceGroup)
+    params: { environmentName: t.name, appPrincipalId: identity.outputs.appPrincipalId }
+  }
+]
+module consumerReaders 'app/consumers-reader.bicep' = [
+  for s in consumerSubscriptions: {
+    name: 'consumers-reader-${token}-${uniqueString(s)}'
+    scope: subscription(s)
+    params: { appPrincipalId: identity.outputs.appPrincipalId }
+  }
+]
+
 // Only vaults whose certificates the app renews get a system topic, a subscription and delivery alerts.
 module vaultEvents 'app/vault.bicep' = [
   for vault in certificateVaults: {
@@ -258,8 +342,10 @@ module vaultEvents 'app/vault.bicep' = [
       functionAppId: function.outputs.functionAppId
       subscribeEvents: subscribeVaultEvents
       eventDeliverySchema: eventDeliverySchema
+      eventDelivery: eventDelivery
       deadLetterStorageAccountId: storage.outputs.storageAccountId
       deadLetterContainerName: storage.outputs.deadLetterContainerName
+      workQueueName: storage.outputs.workQueueName
       actionGroupId: alerts.outputs.actionGroupId
       tags: tags
     }
@@ -280,6 +366,8 @@ output ACTION_GROUP_ID string = alerts.outputs.actionGroupId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output RENEWAL_NAME_TOKEN string = token
 output EVENT_DELIVERY_SCHEMA string = eventDeliverySchema
+output EVENT_DELIVERY string = eventDelivery
+output WORK_QUEUE_NAME string = storage.outputs.workQueueName
 output SYSTEM_TOPIC_IDS array = [for (v, i) in certificateVaults: vaultEvents[i].outputs.systemTopicId]
 output OUTCOME_TOPIC_INPUT_SCHEMA string = outcomeTopicEnabled ? outcomeTopic.outputs.inputSchema : ''
 output SUBSCRIBE_VAULT_EVENTS bool = subscribeVaultEvents

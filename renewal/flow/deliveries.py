@@ -173,7 +173,7 @@ class Deliverer:
             if delivery.permanent or age_hours >= self._settings.webhook_max_age_hours:
                 updated = replace(item, status="dead", attempts=attempts, last_error=delivery.error)
                 self._metrics.dead_letter(endpoint=item.endpoint, kind=kind)
-                self._announce_dead_letter(updated, now)
+                self._announce_dead_letter(updated, now, refused=delivery.permanent)
                 logger.error(
                     "delivery dead-lettered endpoint=%s webhook_id=%s vault=%s certificate=%s version=%s "
                     "attempts=%d age_hours=%.1f last_error=%s",
@@ -202,16 +202,20 @@ class Deliverer:
                 )
         return delivery, self._journal.save_outbox(updated)
 
-    def _announce_dead_letter(self, item: OutboxItem, now: float) -> None:
+    def _announce_dead_letter(self, item: OutboxItem, now: float, *, refused: bool) -> None:
         """Tell the outcome topic a delivery was given up on (docs/architecture.md §4: "announced as a failure
-        event")."""
+        event"): past the maximum age, or at once when the destination refused it for good."""
         if item.endpoint == TOPIC_ENDPOINT:
             return
+        why = (
+            f"was refused for good after {item.attempts} attempt(s)"
+            if refused
+            else f"failed for {self._settings.webhook_max_age_hours:g} h and was given up"
+        )
         outcome = Outcome(
             status="failed",
             reason="delivery_dead_lettered",
-            message=f"delivery {item.webhook_id} to endpoint {item.endpoint} failed for "
-            f"{self._settings.webhook_max_age_hours:g} h and was given up: {item.last_error}",
+            message=f"delivery {item.webhook_id} to endpoint {item.endpoint} {why}: {item.last_error}",
             vault_name=item.vault_name,
             certificate_name=item.certificate_name,
             new_version=item.version or None,

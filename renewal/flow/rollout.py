@@ -51,7 +51,9 @@ from renewal.shells.probe import probe
 if TYPE_CHECKING:
     from renewal.flow.runtime import Clock, Runtime
     from renewal.settings import Settings
+    from renewal.shells.arm import ArmClient
     from renewal.shells.rollouts import RolloutStore
+    from renewal.shells.senders import OutboxSender
     from renewal.targets import DeploymentTarget, ProbeEndpoint, TargetConfig
 
 __all__ = [
@@ -177,6 +179,7 @@ class TargetSender:
         build: makes the target for a configuration; by default ``renewal.targets.build_target`` with one ARM
             client from the environment (built on first use).
         configs: the targets; by default read from ``RENEWAL_TARGETS`` on first use.
+        arm: the ARM client the default ``build`` uses; by default one from the environment.
     """
 
     def __init__(
@@ -187,12 +190,14 @@ class TargetSender:
         clock: Clock,
         build: Callable[[TargetConfig], DeploymentTarget] | None = None,
         configs: Sequence[TargetConfig] | None = None,
+        arm: ArmClient | None = None,
     ) -> None:
         self._settings = settings
         self._rollouts = rollouts
         self._clock = clock
         self._build = build
         self._configs = tuple(configs) if configs is not None else None
+        self._arm = arm
 
     def send(self, item: OutboxItem) -> Delivery:
         """Push once; never raises for a target that fails (a ``Delivery`` says whether retrying can help)."""
@@ -232,7 +237,7 @@ class TargetSender:
         if self._build is None:
             from renewal.targets import arm_client_from_environ, build_target
 
-            arm = arm_client_from_environ(self._settings.environ)
+            arm = self._arm or arm_client_from_environ(self._settings.environ)
             self._build = lambda config: build_target(config, arm)
         return self._build(config)
 
@@ -458,8 +463,10 @@ def rollout_store(runtime: Runtime) -> RolloutStore:
     return TableRollouts(table_client_from_environ(runtime.settings.environ, runtime.settings.journal_table))
 
 
-def with_rollout_senders(runtime: Runtime, rollouts: RolloutStore | None = None) -> Runtime:
-    """``runtime`` with the ``target`` and ``revoke`` outbox senders added (the others kept).
+def with_rollout_senders(
+    runtime: Runtime, rollouts: RolloutStore | None = None, *, arm: ArmClient | None = None
+) -> Runtime:
+    """``runtime`` with the ``target`` and ``revoke`` outbox senders added; senders it has already (injected) win.
 
     Raises:
         ConfigurationError: no storage for the journal.
@@ -467,9 +474,9 @@ def with_rollout_senders(runtime: Runtime, rollouts: RolloutStore | None = None)
     from renewal.flow.retire import REVOKE_KIND, RevokeSender
 
     store = rollouts if rollouts is not None else rollout_store(runtime)
-    senders = {
-        **runtime.senders,
-        TARGET_KIND: TargetSender(settings=runtime.settings, rollouts=store, clock=runtime.clock),
+    senders: dict[str, OutboxSender] = {
+        TARGET_KIND: TargetSender(settings=runtime.settings, rollouts=store, clock=runtime.clock, arm=arm),
         REVOKE_KIND: RevokeSender(runtime, store),
+        **runtime.senders,
     }
     return replace(runtime, senders=senders)

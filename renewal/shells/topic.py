@@ -11,6 +11,7 @@ uses ``DefaultAzureCredential`` for any other topic, and ``OutcomeTopic`` refuse
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,9 @@ from renewal.settings import OUTCOME_TOPIC
 from renewal.shells.keyvault import StaticTokenCredential, is_loopback_url
 
 __all__ = ["OutcomeTopic"]
+
+
+_SERIALIZER_LOGGER = "azure.eventgrid._legacy._generated._serialization"
 
 
 class OutcomeTopic:
@@ -80,6 +84,9 @@ class OutcomeTopic:
             options: dict[str, Any] = {"permit_redirects": False}
             if self._connection_verify:
                 options["connection_verify"] = self._connection_verify
+            # The per-call options also reach the event's serializer, which warns that it does not know them
+            # (twice per publish): expected, so that one logger is kept to errors.
+            logging.getLogger(_SERIALIZER_LOGGER).setLevel(logging.ERROR)
             self._publisher().send([event], **options)
         except HttpResponseError as exc:
             status = exc.status_code

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARM_CA_BUNDLE",
     "ARM_ENDPOINT",
+    "ARM_STATIC_TOKEN",
     "KINDS",
     "PICKUP_DEADLINES",
     "SELF_PICKUP",
@@ -72,6 +73,8 @@ __all__ = [
 TARGETS = "RENEWAL_TARGETS"
 ARM_ENDPOINT = "RENEWAL_ARM_ENDPOINT"
 ARM_CA_BUNDLE = "RENEWAL_ARM_CA_BUNDLE"
+# Development only: a fixed bearer token for a loopback ARM fake (the local stack, the tests).
+ARM_STATIC_TOKEN = "RENEWAL_ARM_STATIC_TOKEN"  # noqa: S105 - the setting's name, not a token
 TARGETS_TAG = "renewal-targets"
 
 # kind -> (class, options class). An explicit registry: nothing mutates it at run time.
@@ -217,6 +220,15 @@ def arm_client_from_environ(
     bundle = (environ.get(ARM_CA_BUNDLE) or "").strip() or None
     if bundle is not None and not os.path.isfile(bundle):
         raise ConfigurationError(ARM_CA_BUNDLE, "names a file that does not exist")
+    static = (environ.get(ARM_STATIC_TOKEN) or "").strip()
+    if static and credential is None:
+        if not is_loopback_host(host):
+            raise ConfigurationError(
+                ARM_STATIC_TOKEN, "is for a local ARM fake only, but the ARM endpoint is not loopback"
+            )
+        from renewal.shells.keyvault import StaticTokenCredential
+
+        credential = StaticTokenCredential(static)
     if credential is None:
         from azure.identity import DefaultAzureCredential
 

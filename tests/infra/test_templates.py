@@ -56,6 +56,23 @@ ROLES: dict[str, tuple[str, frozenset[str]]] = {
         frozenset({"Microsoft.Insights/components"}),
     ),
     "d5a91429-5739-47e2-a06b-3470a27159e7": ("EventGrid Data Sender", frozenset({"Microsoft.EventGrid/topics"})),
+    # A system topic writing Key Vault events to the work queue (eventDelivery = 'queue'): that queue only.
+    "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": (
+        "Storage Queue Data Message Sender",
+        frozenset({"Microsoft.Storage/storageAccounts/queueServices/queues"}),
+    ),
+    # Deployment targets (docs/targets.md): each on exactly the resource it pushes to.
+    "4d97b98b-1d4f-4787-a291-c67834d212e7": (
+        "Network Contributor",
+        frozenset({"Microsoft.Network/applicationGateways"}),
+    ),
+    "312a565d-c81f-4fd8-895a-4e21e48d571c": (
+        "API Management Service Contributor",
+        frozenset({"Microsoft.ApiManagement/service"}),
+    ),
+    "de139f84-1756-47ae-9be6-808fbbe84772": ("Website Contributor", frozenset({"Microsoft.Web/certificates"})),
+    # Resource Graph (renewal consumers): read-only, on each subscription searched.
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7": ("Reader", frozenset({"subscription"})),
 }
 
 # Settings function.bicep sets that no code under renewal/ reads, each with its reader. Anything else the templates
@@ -76,6 +93,7 @@ FLEX_REFUSED_SETTINGS = {
     "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
 }
 DELIVERY_SCHEMAS = ["EventGridSchema", "CloudEventSchemaV1_0"]
+EVENT_DELIVERIES = ["function", "queue"]
 
 
 # --- reading the templates -------------------------------------------------------------------------------------
@@ -268,6 +286,90 @@ def test_the_app_reads_every_delivery_schema_the_template_offers(schema: str) ->
             assert (parsed.vault_name, parsed.certificate_name) == ("sample-kv", "newcert"), sample.name
 
 
+def test_every_event_subscription_delivers_to_the_function_or_the_queue_a_parameter_picks() -> None:
+    """eventDelivery ('function' by default, or 'queue') picks the destination: the Event Grid function, or the work
+    queue written with the topic's SYSTEM-assigned identity (the one Event Grid may use behind the storage
+    firewall); never both. main.bicep and add-vault.bicep pass the choice through."""
+    for relative, symbol, element in event_subscriptions():
+        where = f"{relative}:{symbol}"
+        parameters = template(relative)["parameters"]
+        assert decorators(parameters["eventDelivery"])["allowed"] == EVENT_DELIVERIES, where
+        assert parameters["eventDelivery"]["default"] == "function", where
+        assert "eventDelivery" in text(variable(relative, "queueDelivery")), where
+        properties = body(element)["properties"]
+        pushed = properties["destination"]["operator"]
+        written = properties["deliveryWithResourceIdentity"]["operator"]
+        assert pushed["type"] == written["type"] == "conditional", where
+        assert pushed["operands"]["condition"] == written["operands"]["condition"] == "queueDelivery", where
+        assert (pushed["operands"]["true_value"], written["operands"]["false_value"]) == (None, None), where
+        function = variable(relative, pushed["operands"]["false_value"])
+        assert function["endpointType"] == "AzureFunction", where
+        assert "keyvault_certificate_events" in text(resolved(relative, "functionName")), where
+        queue = variable(relative, written["operands"]["true_value"])
+        assert queue["identity"] == {"type": "SystemAssigned"}, where
+        assert queue["destination"]["endpointType"] == "StorageQueue", where
+        assert queue["destination"]["properties"]["queueName"] == "workQueueName", where
+        assert queue["destination"]["properties"]["resourceId"] == "deadLetterStorageAccountId", where
+    for relative, module in (("main.bicep", "vaultEvents"), ("add-vault.bicep", "events")):
+        parameter = template(relative)["parameters"]["eventDelivery"]
+        assert decorators(parameter)["allowed"] == EVENT_DELIVERIES, relative
+        params = body(template(relative)["modules"][module])["params"]
+        assert params["eventDelivery"] == "eventDelivery", relative
+        assert "workQueueName" in text(params["workQueueName"]), relative
+
+
+def test_a_queue_subscription_is_made_on_the_first_provision() -> None:
+    """A function destination waits for the deployed function (subscribeEvents); a queue needs only the queue."""
+    [(relative, _, element)] = event_subscriptions()
+    assert condition(element) == "subscribe"
+    rule = text(variable(relative, "subscribe"))
+    assert "subscribeEvents" in rule
+    assert "queueDelivery" in rule
+
+
+def test_the_topic_identity_may_only_send_to_the_work_queue_and_only_with_queue_delivery() -> None:
+    """With eventDelivery = 'queue', the topic's system-assigned identity gets Storage Queue Data Message Sender on
+    the work queue (not the account), before the subscription is made."""
+    vault = template("app/vault.bicep")
+    module = vault["modules"]["queueSenderAccess"]
+    assert module["detail"]["path"] == "queue-sender-access.bicep"
+    assert condition(module) == "queueDelivery"
+    assert "identity" in text(body(module)["params"]["topicPrincipalId"])
+    assert body(module)["params"]["workQueueName"] == "workQueueName"
+    [(_, _, subscription)] = event_subscriptions()
+    assert "queueSenderAccess" in body(subscription)["dependsOn"]
+    sender = template("app/queue-sender-access.bicep")["resources"]["queueSender"]
+    assert body(sender)["scope"] == "workQueue"
+
+
+def test_the_work_queue_and_its_poison_queue_exist_under_the_name_the_functions_bind() -> None:
+    """storage.bicep creates the work queue and "<name>-poison"; RENEWAL_WORK_QUEUE is that name, and the queue
+    functions bind %RENEWAL_WORK_QUEUE% and %RENEWAL_WORK_QUEUE%-poison; the name leaves room for "-poison"."""
+    storage = template("app/storage.bicep")["resources"]
+    assert body(storage["workQueue"])["name"] == "workQueueName"
+    assert "workQueueName" in text(body(storage["poisonQueue"])["name"])
+    assert "-poison" in text(body(storage["poisonQueue"])["name"])
+    assert "workQueueName" in text(variable("main.bicep", "baseSettings")["RENEWAL_WORK_QUEUE"])
+    assert variable("main.bicep", "baseSettings")["RENEWAL_SWEEP_FANOUT"] == "sweepFanout"
+    limits = decorators(template("main.bicep")["parameters"]["workQueueName"])
+    assert limits["max_length"] == 63 - len("-poison")
+    app = (ROOT / "function_app.py").read_text()
+    assert 'queue_name="%RENEWAL_WORK_QUEUE%"' in app
+    assert 'queue_name="%RENEWAL_WORK_QUEUE%-poison"' in app
+    main = template("main.bicep")["parameters"]
+    assert decorators(main["sweepFanout"])["allowed"] == ["off", "queue"]
+    assert main["sweepFanout"]["default"] == "off"
+
+
+def test_the_app_identity_processes_the_work_queue() -> None:
+    """The queue trigger reads, hides and deletes messages and the planner sends them: the app's identity holds
+    Storage Queue Data Contributor on its storage account."""
+    access = template("app/storage-access.bicep")["resources"]["queueContributor"]
+    config = body(access)
+    assert config["properties"]["principalId"] == "appPrincipalId"
+    assert "974c5e8b-45b9-4653-ba55-5f855dd0fb88" in text(config["properties"]["roleDefinitionId"])
+
+
 def test_dropped_and_dead_lettered_events_raise_alerts() -> None:
     """Each vault subscription has a metric alert on DeadLetteredCount and one on DroppedEventCount."""
     [(relative, _, alert)] = list(resources("Microsoft.Insights/metricAlerts"))
@@ -289,7 +391,14 @@ def test_every_role_assignment_names_a_built_in_role_at_its_narrowest_scope() ->
     for relative, symbol, element in assignments:
         where = f"{relative}:{symbol}"
         config = body(element)
-        role = config["properties"]["roleDefinitionId"]["function"]
+        definition = config["properties"]["roleDefinitionId"]
+        if "operator" in definition:
+            # A custom role defined beside it (Container Apps' certificate writer): tests/infra/test_target_roles.py
+            # pins its actions, assignable scope and assignment.
+            custom = definition["operator"]["operands"]["operand_1"]
+            assert template(relative)["resources"][custom]["type"] == "Microsoft.Authorization/roleDefinitions", where
+            continue
+        role = definition["function"]
         assert role["type"] == "subscription_resource_id", where
         assert role["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions", where
         role_id = role["parameters"]["resource_name_1"]
@@ -309,6 +418,12 @@ def test_every_role_assignment_names_a_built_in_role_at_its_narrowest_scope() ->
         name = config["name"]["function"]
         assert name["type"] == "guid", where
         assert list(name["parameters"].values())[-1] == role_id, f"{where}: guid(...) names another role"
+        if "scope" not in config:
+            # A subscription-scoped module (Reader for Resource Graph): its deployment's scope is the subscription.
+            assert template(relative).get("target_scope") == "subscription" or "subscription" in scope_types, where
+            assert scope_types == frozenset({"subscription"}), f"{where}: {role_name} needs a resource scope"
+            assert config["properties"]["principalType"] == "ServicePrincipal", where
+            continue
         scope = config["scope"]
         assert text(name["parameters"]["base_string"]) == text(
             {"operator": {"type": "property_accessor", "operands": {"operand_1": scope, "operand_2": "id"}}}
@@ -373,6 +488,8 @@ def test_the_settings_the_templates_set_are_all_the_app_needs_to_start() -> None
         "RENEWAL_WEBHOOKS": "{}",
         "RENEWAL_SWEEP_SCHEDULE": main["sweepSchedule"]["default"],
         "RENEWAL_JOURNAL_TABLE": main["journalTableName"]["default"],
+        "RENEWAL_WORK_QUEUE": main["workQueueName"]["default"],
+        "RENEWAL_SWEEP_FANOUT": main["sweepFanout"]["default"],
         "AzureWebJobsStorage__accountName": "strenewalexample",
         "AzureWebJobsStorage__blobServiceUri": "https://strenewalexample.blob.core.windows.net/",
         "AzureWebJobsStorage__queueServiceUri": "https://strenewalexample.queue.core.windows.net/",
@@ -383,13 +500,20 @@ def test_the_settings_the_templates_set_are_all_the_app_needs_to_start() -> None
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=00000000-0000-0000-0000-000000000001;Authorization=AAD",
         "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
     }
-    # Settings that a default deployment leaves out (empty defaultCaProfile, no outcome topic).
-    optional = {"RENEWAL_DEFAULT_CA_PROFILE", "RENEWAL_OUTCOME_TOPIC_ENDPOINT"}
+    # Settings that a default deployment leaves out (empty defaultCaProfile, no outcome topic, no targets).
+    optional = {"RENEWAL_DEFAULT_CA_PROFILE", "RENEWAL_OUTCOME_TOPIC_ENDPOINT", "RENEWAL_TARGETS"}
     assert set(values) | optional == set(template_settings()), "the example environment no longer matches the templates"
     settings = Settings.from_environ(values)
     assert list(settings.vaults) == ["kv-web"]
     table = table_client_from_environ(values, settings.journal_table)
     assert table.url.startswith("https://strenewalexample.table.core.windows.net")
+    from renewal.flow.fanout import FanoutOptions
+    from renewal.shells.queue import queue_client_from_environ
+
+    options = FanoutOptions.from_environ(values)
+    assert options.enabled is False
+    queue = queue_client_from_environ(values, options.queue_name)
+    assert queue.url == "https://strenewalexample.queue.core.windows.net/renewal-work"
 
 
 def test_the_journal_endpoint_comes_from_the_storage_account() -> None:

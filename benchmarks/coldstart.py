@@ -30,6 +30,12 @@ TELEMETRY_SETTINGS = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
 )
+# With deployment targets configured, the first invocation's runtime also loads the rollout flow and the target
+# kinds; the first push then loads ARM's pipeline (azure-core, azure-mgmt-core).
+# What every first invocation loads (the flow, the Key Vault SDK), and the same with the rollout's modules.
+FIRST_INVOCATION = "import function_app, renewal.flow.entry, renewal.flow.renew, renewal.flow.sweep"
+WITH_TARGETS = FIRST_INVOCATION + ", renewal.flow.rollout, renewal.flow.retire, renewal.targets"
+WITH_TARGETS_PUSHED = WITH_TARGETS + ", azure.mgmt.core, azure.core.pipeline.policies"
 WITH_METRICS = "import os, function_app\nfrom renewal.shells.telemetry import metrics_from_environ\n" + (
     "metrics_from_environ(os.environ)"
 )
@@ -75,6 +81,9 @@ def cold_start(runs: int = 9) -> dict[str, float]:
                     WITH_METRICS,
                     {**quiet, "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string},
                 ),
+                "first_invocation": (FIRST_INVOCATION, bare),
+                "function_app_targets": (WITH_TARGETS, bare),
+                "function_app_targets_pushed": (WITH_TARGETS_PUSHED, bare),
             },
             runs=runs,
         )
@@ -86,6 +95,9 @@ def cold_start(runs: int = 9) -> dict[str, float]:
         "function_app_metrics_unset",
         "function_app_otlp",
         "function_app_application_insights",
+        "first_invocation",
+        "function_app_targets",
+        "function_app_targets_pushed",
     ):
         results[f"ratio_{name}"] = (seconds[name] - baseline) / floor
     return results
@@ -102,6 +114,9 @@ def main() -> None:
         ("without metrics, factory called", "ratio_function_app_metrics_unset"),
         ("with OTLP/HTTP metrics built", "ratio_function_app_otlp"),
         ("with Application Insights metrics built", "ratio_function_app_application_insights"),
+        ("first invocation's modules, no targets", "ratio_first_invocation"),
+        ("first invocation's modules, deployment targets configured", "ratio_function_app_targets"),
+        ("with deployment targets, after the first push (ARM pipeline loaded)", "ratio_function_app_targets_pushed"),
     ):
         print(f"function_app {label}: {results[key]:.2f}x import azure.functions")
     print(json.dumps(results, indent=2))

@@ -121,3 +121,14 @@ def test_package_is_small(package: dict[str, int]) -> None:
     """The package stays under 1 MiB: only the app's own source is uploaded; dependencies are built remotely."""
     total = sum(package.values())
     assert total < MAX_PACKAGE_BYTES, f"{total} bytes in {len(package)} files"
+
+
+def test_the_console_script_names_the_cli_entry_point() -> None:
+    """``renewal`` (pyproject.toml's [project.scripts]) runs ``renewal.cli:main``, the same as ``python -m renewal``."""
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, attribute = scripts["renewal"].partition(":")
+    assert callable(getattr(importlib.import_module(module), attribute))
+    assert "main(" in (APP_DIR / "renewal" / "__main__.py").read_text()

@@ -79,7 +79,6 @@ def log_retries_at_debug() -> None:
 
 # The Azure SDK's loggers: the HTTP logging policy logs every request and response at INFO, identity logs every
 # token it gets. In Application Insights that is noise that costs money.
-_PACING_TABLE = "renewalpacing"
 _SDK_LOGGERS = ("azure", "msal", "urllib3", "opentelemetry")
 
 
@@ -271,14 +270,15 @@ def build_runtime(
 
 
 def _pacer(settings: Settings, clock: Clock, *, in_memory: bool) -> Pacer:
-    """The per-vault create pacing: one row per vault in a table of its own beside the journal, shared by every
-    instance; in memory beside a journal handed in (tests, one process)."""
+    """The per-vault create pacing, shared by every instance: one row per vault in the journal's table (its
+    ``PartitionKey`` is the vault's host, which no journal row uses, and the role ``infra/`` grants the app on that
+    table covers it); in memory beside a journal handed in (tests, one process)."""
     from renewal.shells.pacing import InMemoryPacer, TablePacer
 
     seconds = lambda: clock().timestamp()  # noqa: E731 - the pacers take Unix seconds
     if in_memory:
         return InMemoryPacer(clock=seconds, options=settings.pacing)
-    table = table_client_from_environ(settings.environ, _PACING_TABLE)
+    table = table_client_from_environ(settings.environ, settings.journal_table)
     return TablePacer(table, clock=seconds, options=settings.pacing)
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from cryptography import x509
@@ -115,7 +115,8 @@ def test_local_check_says_the_ca_loaded_and_until_when(ca_files: LocalCAFiles) -
 
 def test_local_check_refuses_an_expired_ca(ca_files: LocalCAFiles) -> None:
     """A CA certificate past its validity: permanent, ca_expired."""
-    later = datetime.now(UTC) + timedelta(days=365 * 30)
+    issuing = x509.load_pem_x509_certificate(ca_files.issuing_cert_path.read_bytes())
+    later = issuing.not_valid_after_utc + timedelta(days=1)
     adapter = LocalCA.from_profile(local_profile(ca_files), {}, clock=lambda: later)
     with pytest.raises(PermanentError) as caught:
         adapter.check()

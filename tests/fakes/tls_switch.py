@@ -50,7 +50,8 @@ def served_certificate(common_name: str, *, dns_names: tuple[str, ...] = ()) -> 
     """A fresh self-signed P-256 certificate for ``common_name`` (the probe does not validate chains)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
+    # A fixed validity: the probe compares thumbprints and reads no dates.
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -58,7 +59,7 @@ def served_certificate(common_name: str, *, dns_names: tuple[str, ...] = ()) -> 
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
+        .not_valid_after(now + timedelta(days=3650))
     )
     if dns_names:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), False)

@@ -4,7 +4,6 @@ reserve one vault's create slots in Azurite, and no span ever holds more than th
 from __future__ import annotations
 
 import multiprocessing
-import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 
@@ -49,7 +48,7 @@ def test_a_second_instance_sees_the_first_ones_slots(azurite: Azurite) -> None:
     """Reservations live in the table, not in the process: a fresh pacer continues where another stopped."""
     table = f"pace{uuid.uuid4().hex[:12]}"
     environ = {"RENEWAL_JOURNAL_CONNECTION": azurite.connection_string}
-    now = time.time()
+    now = 1_800_000_000.0
     first = TablePacer(table_client_from_environ(environ, table), clock=lambda: now, options=OPTIONS)
     for _ in range(10):
         assert first.reserve("kv1", within=0.0).granted
@@ -58,3 +57,23 @@ def test_a_second_instance_sees_the_first_ones_slots(azurite: Azurite) -> None:
     assert not refused.granted
     assert abs(refused.delay - OPTIONS.span_seconds) < 1e-6
     assert second.reserve("kv2", within=0.0).granted
+
+
+def test_the_pacing_rows_live_beside_the_journal_without_showing_in_it(azurite: Azurite) -> None:
+    """The app keeps its pacing rows in the journal's table (the role it has there covers them): no journal read
+    sees them, and trimming leaves them."""
+    from renewal.shells.journal import Journal
+
+    environ = {"RENEWAL_JOURNAL_CONNECTION": azurite.connection_string}
+    table = f"journal{uuid.uuid4().hex[:12]}"
+    now = 1_800_000_000.0
+    pacer = TablePacer(table_client_from_environ(environ, table), clock=lambda: now, options=OPTIONS)
+    assert pacer.reserve("kv1.vault.azure.net", within=0.0).granted
+    journal = Journal(table_client_from_environ(environ, table), clock=lambda: now, claim_seconds=60.0)
+
+    assert journal.records() == []
+    assert journal.under_way_records() == []
+    assert journal.due_records(now + 86400) == []
+    assert journal.outbox() == []
+    assert journal.trim(now + 86400 * 365) == 0
+    assert pacer.reserve("kv1.vault.azure.net", within=60.0).granted, "the row is still there, and read"

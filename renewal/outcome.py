@@ -17,7 +17,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-__all__ = ["Delivery", "Outcome", "Reason", "Status", "log_line", "log_outcome", "metric_labels", "to_dict"]
+__all__ = [
+    "Delivery",
+    "Outcome",
+    "Reason",
+    "Status",
+    "delivery_groups",
+    "log_line",
+    "log_outcome",
+    "metric_labels",
+    "to_dict",
+]
 
 Status = Literal["renewed", "pending", "skipped", "failed"]
 
@@ -291,6 +301,23 @@ def to_dict(outcome: Outcome) -> dict[str, object]:
     }
 
 
+# An outbox endpoint's kind prefix (renewal.shells.senders) → how the outcome names what it sent; webhooks and the
+# outcome topic (bare endpoint names) are "webhooks", as before the other kinds existed.
+_DELIVERY_LABELS = {"target": "targets", "notify": "notifications", "revoke": "revocations"}
+
+
+def delivery_groups(deliveries: tuple[Delivery, ...]) -> list[tuple[str, tuple[Delivery, ...]]]:
+    """``deliveries`` by what they are: ``webhooks``, ``targets``, ``notifications``, ``revocations`` (in that
+    order, only those present)."""
+    groups: dict[str, list[Delivery]] = {}
+    for delivery in deliveries:
+        kind, sep, _ = delivery.endpoint.partition(":")
+        label = _DELIVERY_LABELS.get(kind, "webhooks") if sep else "webhooks"
+        groups.setdefault(label, []).append(delivery)
+    order = ["webhooks", *_DELIVERY_LABELS.values()]
+    return [(label, tuple(groups[label])) for label in order if label in groups]
+
+
 def log_line(outcome: Outcome) -> str:
     """One line of ``key=value`` pairs; values with spaces, quotes or ``=`` are JSON-quoted, ``None`` is left out."""
     d = to_dict(outcome)
@@ -308,12 +335,12 @@ def log_line(outcome: Outcome) -> str:
     ]
     if outcome.duration_seconds is not None:
         pairs.append(("duration_ms", round(outcome.duration_seconds * 1000)))
-    if outcome.deliveries:
-        delivered = sum(1 for delivery in outcome.deliveries if delivery.delivered)
-        pairs.append(("webhooks_delivered", f"{delivered}/{len(outcome.deliveries)}"))
-        failed = [f"{d.endpoint}: {d.error or d.status_code}" for d in outcome.deliveries if not d.delivered]
+    for label, deliveries in delivery_groups(outcome.deliveries):
+        delivered = sum(1 for delivery in deliveries if delivery.delivered)
+        pairs.append((f"{label}_delivered", f"{delivered}/{len(deliveries)}"))
+        failed = [f"{d.endpoint}: {d.error or d.status_code}" for d in deliveries if not d.delivered]
         if failed:
-            pairs.append(("webhooks_failed", "; ".join(failed)))
+            pairs.append((f"{label}_failed", "; ".join(failed)))
     message = outcome.message if len(outcome.message) <= _MESSAGE_MAX else outcome.message[:_MESSAGE_MAX] + "..."
     pairs.append(("message", message))
     return "renewal " + " ".join(f"{key}={_quote(value)}" for key, value in pairs if value is not None)

@@ -112,3 +112,27 @@ def test_a_reason_already_in_the_set_is_kept_with_its_message() -> None:
     outcome = Outcome(status="skipped", reason="not_due", message="later")
     assert (outcome.reason, outcome.message) == (Reason.NOT_DUE, "later")
     assert json.loads(json.dumps(to_dict(outcome)))["reason"] == "not_due"
+
+
+def test_the_log_line_counts_each_kind_of_delivery_apart() -> None:
+    """Webhooks (and the topic), deployment targets and notifiers are counted apart: a failed push is not a
+    failed webhook."""
+    outcome = Outcome(
+        status="renewed",
+        reason="renewed",
+        message="new version merged",
+        vault_name="kv1",
+        certificate_name="web",
+        deliveries=(
+            Delivery("sink", "msg_1", True, 1, 200, None),
+            Delivery("eventgrid-topic", "msg_2", True, 1, 200, None),
+            Delivery("target:front", "msg_3", False, 1, None, "arm_conflict"),
+            Delivery("notify:ops", "msg_4", True, 1, 200, None),
+        ),
+    )
+    line = log_line(outcome)
+    assert "webhooks_delivered=2/2" in line
+    assert "targets_delivered=0/1" in line
+    assert 'targets_failed="target:front: arm_conflict"' in line
+    assert "notifications_delivered=1/1" in line
+    assert "webhooks_failed" not in line

@@ -45,7 +45,7 @@ from renewal.errors import ClaimLostError, PermanentError, RenewalError, Retryab
 from renewal.flow.deliveries import queue_failure, queue_for
 from renewal.flow.runtime import Runtime
 from renewal.notify.routing import notifications_for
-from renewal.outcome import Delivery, Outcome, Reason, Status, log_outcome, to_dict
+from renewal.outcome import Delivery, Outcome, Reason, Status, delivery_groups, log_outcome, to_dict
 from renewal.pure.backoff import EXPIRY_MARGIN, next_attempt
 from renewal.pure.intake import Ignored, RenewalRequest
 from renewal.pure.plan import (
@@ -505,8 +505,9 @@ class _Run:
             issued_chain=(),
         )
         self.passed(Step.DELIVER)
-        delivered, sent = sum(d.delivered for d in self.context.deliveries), len(self.context.deliveries)
-        message = f"new version {record.new_version} merged; webhooks delivered {delivered}/{sent}"
+        groups = delivery_groups(self.context.deliveries) or [("webhooks", ())]
+        sent = ", ".join(f"{label} delivered {sum(d.delivered for d in group)}/{len(group)}" for label, group in groups)
+        message = f"new version {record.new_version} merged; {sent}"
         if self.resumed:
             message += " (resumed a renewal already under way)"
         if self.context.notes:

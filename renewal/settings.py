@@ -48,6 +48,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from renewal._shared.secrets import resolve_secret_setting
+from renewal._shared.specs import match_tag, named_specs, reject_unknown_keys
 from renewal._shared.urls import is_loopback_host, url_problem
 from renewal.ca import ADAPTERS, adapter_location
 from renewal.ca._protocol import CAProfile
@@ -96,7 +97,6 @@ _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}", re.ASCII)
 # Key Vault names: "3-24 characters, alphanumerics and dashes, start with a letter, end with a letter or digit,
 # no consecutive dashes" (Azure resource naming rules).
 VAULT_NAME = re.compile(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]", re.ASCII)
-_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,127}", re.ASCII)
 _WEBHOOK_KEYS = frozenset({"url", "secret_setting", "tag"})
 _WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
@@ -435,28 +435,9 @@ def _vault_url(url: str) -> str:
     return f"https://{host}" + (f":{port}" if port is not None else "")
 
 
-def _load_json_object(setting: str, raw: str) -> dict[str, object]:
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        # The position only, never the text: the value may hold something the operator pasted by mistake.
-        raise ConfigurationError(setting, f"is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
-    except RecursionError as exc:
-        raise ConfigurationError(setting, "is nested too deeply") from exc
-    if not isinstance(value, dict):
-        raise ConfigurationError(setting, "must be a JSON object")
-    return value
-
-
 def _parse_ca_profiles(raw: str, environ: Mapping[str, str]) -> dict[str, CAProfile]:
     profiles: dict[str, CAProfile] = {}
-    for name, spec in _load_json_object(CA_PROFILES, raw).items():
-        if not _PROFILE_NAME.fullmatch(name):
-            raise ConfigurationError(CA_PROFILES, "a profile name is not valid (ASCII letters, digits, _ . -)")
-        if not isinstance(spec, dict):
-            raise ConfigurationError(CA_PROFILES, f"profile {name!r} must be a JSON object")
+    for name, spec in named_specs(CA_PROFILES, raw, noun="profile"):
         adapter = spec.get("adapter")
         # The adapter is named, not imported, here: the runtime builds it when a renewal needs it (and may be
         # handed an instance for the profile instead).
@@ -483,14 +464,8 @@ def _parse_ca_profiles(raw: str, environ: Mapping[str, str]) -> dict[str, CAProf
 
 def _parse_webhooks(raw: str, environ: Mapping[str, str]) -> tuple[WebhookEndpoint, ...]:
     endpoints = []
-    for name, spec in _load_json_object(WEBHOOKS, raw).items():
-        if not _PROFILE_NAME.fullmatch(name):
-            raise ConfigurationError(WEBHOOKS, "an endpoint name is not valid (ASCII letters, digits, _ . -)")
-        if not isinstance(spec, dict):
-            raise ConfigurationError(WEBHOOKS, f"endpoint {name!r} must be a JSON object")
-        unknown = sorted(set(spec) - _WEBHOOK_KEYS)
-        if unknown:
-            raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: unknown key(s) {', '.join(unknown)}")
+    for name, spec in named_specs(WEBHOOKS, raw, noun="endpoint"):
+        reject_unknown_keys(WEBHOOKS, f"endpoint {name!r}", spec, _WEBHOOK_KEYS)
         url = spec.get("url")
         if not isinstance(url, str) or not url.strip():
             raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: url is required")
@@ -505,7 +480,12 @@ def _parse_webhooks(raw: str, environ: Mapping[str, str]) -> tuple[WebhookEndpoi
         )
         _check_webhook_secret(secret_setting, secret)
         endpoints.append(
-            WebhookEndpoint(name=name, url=url.strip(), secret=secret, match_tag=_parse_tag(name, spec.get("tag")))
+            WebhookEndpoint(
+                name=name,
+                url=url.strip(),
+                secret=secret,
+                match_tag=match_tag(WEBHOOKS, f"endpoint {name!r}", spec.get("tag")),
+            )
         )
     return tuple(endpoints)
 
@@ -520,14 +500,3 @@ def _check_webhook_secret(setting: str, secret: str) -> None:
     # Standard Webhooks: "secrets ... between 24 bytes (192 bits) and 64 bytes (512 bits)".
     if not 24 <= len(key) <= 64:
         raise ConfigurationError(setting, "must decode to 24 to 64 bytes (Standard Webhooks)")
-
-
-def _parse_tag(name: str, tag: object) -> tuple[str, str] | None:
-    if tag is None:
-        return None
-    if not isinstance(tag, str) or "=" not in tag:
-        raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: tag must be 'key=value'")
-    key, _, value = (part.strip() for part in tag.partition("="))
-    if not key:
-        raise ConfigurationError(WEBHOOKS, f"endpoint {name!r}: tag must be 'key=value'")
-    return key, value

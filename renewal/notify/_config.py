@@ -15,7 +15,6 @@ holds each (``url_setting``, ``password_setting``), so that setting can be a Key
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from email.utils import parseaddr
 from urllib.parse import parse_qsl, urlsplit
 
 from renewal._shared.secrets import resolve_secret_setting
+from renewal._shared.specs import match_tag, named_specs, reject_unknown_keys
 from renewal._shared.urls import url_problem
 from renewal.errors import ConfigurationError
 
@@ -58,7 +58,6 @@ OUTCOME_KINDS = frozenset(
 # of a failure streak (so whoever was told of the failure is told it is over).
 DEFAULT_OUTCOMES = frozenset({"failed", "at_risk", "dead_letter", "recovered"})
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,127}", re.ASCII)
 _OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}", re.ASCII)
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\]", re.ASCII)
@@ -173,26 +172,10 @@ def parse_notifiers(environ: Mapping[str, str]) -> tuple[NotifierConfig, ...]:
         ConfigurationError: the JSON is malformed, a key is unknown, a value has the wrong type or shape, or a
             named setting is missing; the message names the notifier and the key, never a value.
     """
-    raw = environ.get(NOTIFIERS, "")
-    if not raw.strip():
-        return ()
-    try:
-        specs = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        # The position only, never the text: the value may hold a URL pasted by mistake.
-        raise ConfigurationError(NOTIFIERS, f"is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
-    except RecursionError as exc:
-        raise ConfigurationError(NOTIFIERS, "is nested too deeply") from exc
-    if not isinstance(specs, dict):
-        raise ConfigurationError(NOTIFIERS, "must be a JSON object: notifier name → spec")
-    notifiers = []
-    for name, spec in specs.items():
-        if not _NAME.fullmatch(name):
-            raise ConfigurationError(NOTIFIERS, "a notifier name is not valid (ASCII letters, digits, _ . -)")
-        if not isinstance(spec, dict):
-            raise ConfigurationError(NOTIFIERS, f"notifier {name!r} must be a JSON object")
-        notifiers.append(_notifier(name, spec, environ))
-    return tuple(notifiers)
+    specs = named_specs(
+        NOTIFIERS, environ.get(NOTIFIERS, ""), noun="notifier", shape="a JSON object: notifier name → spec"
+    )
+    return tuple(_notifier(name, spec, environ) for name, spec in specs)
 
 
 def notifier_secret_values(configs: tuple[NotifierConfig, ...], environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -224,9 +207,7 @@ def _notifier(name: str, spec: Mapping[str, object], environ: Mapping[str, str])
     if kind not in _KINDS:
         raise ConfigurationError(NOTIFIERS, f"notifier {name!r}: kind must be one of {', '.join(_KINDS)}")
     allowed = _EMAIL_KEYS if kind == "email" else _CHAT_KEYS
-    unknown = sorted(set(spec) - allowed)
-    if unknown:
-        raise ConfigurationError(NOTIFIERS, f"notifier {name!r}: unknown key(s) {', '.join(unknown)}")
+    reject_unknown_keys(NOTIFIERS, f"notifier {name!r}", spec, allowed)
     options: NotifierOptions
     if kind == "email":
         options = _email_options(name, spec, environ)
@@ -243,7 +224,7 @@ def _notifier(name: str, spec: Mapping[str, object], environ: Mapping[str, str])
         name=name,
         options=options,
         outcomes=_outcomes(name, spec.get("outcomes")),
-        match_tag=_tag(name, spec.get("tag")),
+        match_tag=match_tag(NOTIFIERS, f"notifier {name!r}", spec.get("tag")),
         owner=_owner(name, spec.get("owner")),
     )
 
@@ -330,17 +311,6 @@ def _outcomes(name: str, value: object) -> frozenset[str]:
             f"notifier {name!r}: unknown outcome(s) {', '.join(unknown)} (known: {', '.join(sorted(OUTCOME_KINDS))})",
         )
     return frozenset(value)
-
-
-def _tag(name: str, tag: object) -> tuple[str, str] | None:
-    if tag is None:
-        return None
-    if not isinstance(tag, str) or "=" not in tag:
-        raise ConfigurationError(NOTIFIERS, f"notifier {name!r}: tag must be 'key=value'")
-    key, _, value = (part.strip() for part in tag.partition("="))
-    if not key:
-        raise ConfigurationError(NOTIFIERS, f"notifier {name!r}: tag must be 'key=value'")
-    return key, value
 
 
 def _owner(name: str, owner: object) -> str | None:

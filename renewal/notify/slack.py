@@ -9,13 +9,8 @@ permanent: the same message to the same URL gets the same answer until a person 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-
-import requests
-
 from renewal.errors import PermanentError, RetryableError
-from renewal.notify._http import answer_code, post_json, retry_later
+from renewal.notify._http import WebhookChannel, answer_code, answer_detail, is_retryable_status, retry_later
 from renewal.notify._protocol import Notice
 
 __all__ = ["SlackChannel", "block_kit"]
@@ -62,7 +57,7 @@ def block_kit(notice: Notice) -> dict[str, object]:
     }
 
 
-class SlackChannel:
+class SlackChannel(WebhookChannel):
     """Posts notices to one Slack incoming webhook.
 
     Args:
@@ -71,14 +66,6 @@ class SlackChannel:
         clock: now, tz-aware (for ``Retry-After`` dates).
         timeout: seconds to connect and to read the answer.
     """
-
-    def __init__(
-        self, url: str, *, session: requests.Session, clock: Callable[[], datetime], timeout: float = 15.0
-    ) -> None:
-        self._url = url
-        self._session = session
-        self._clock = clock
-        self._timeout = timeout
 
     def render(self, notice: Notice) -> dict[str, object]:
         """The request body (``block_kit``)."""
@@ -91,7 +78,7 @@ class SlackChannel:
             RetryableError: 429 (with its ``Retry-After``), 408, 5xx, a 200 that is not ``ok``, or no answer.
             PermanentError: any other 4xx; a redirect; an untrusted server certificate.
         """
-        response = post_json(self._session, self._url, self.render(notice), what=_WHAT, timeout=self._timeout)
+        response = self._post(self.render(notice), what=_WHAT)
         with response:
             status = response.status_code
             code = answer_code(response.text[:200])
@@ -100,9 +87,9 @@ class SlackChannel:
                     return status
                 # Something in front of Slack (a proxy, a captive portal) answered instead.
                 raise RetryableError(f"{_WHAT} answered HTTP 200 without 'ok'", reason="notify_unavailable")
-            if status in (408, 429) or status >= 500:
+            if is_retryable_status(status):
                 raise retry_later(_WHAT, status, code, response, self._clock)
-        detail = f"HTTP {status}" + (f" {code}" if code else "")
+        detail = answer_detail(status, code)
         hint = _HINTS.get(code or "", "Slack refused the message")
         raise PermanentError(f"{_WHAT} answered {detail}: {hint}", reason="notify_refused")
 

@@ -11,13 +11,11 @@ for throttling and outages.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import datetime
 
 import requests
 
 from renewal.errors import PermanentError
-from renewal.notify._http import answer_code, post_json, retry_later
+from renewal.notify._http import WebhookChannel, answer_code, answer_detail, is_retryable_status, retry_later
 from renewal.notify._protocol import Notice
 
 __all__ = ["TeamsChannel", "adaptive_card"]
@@ -52,7 +50,7 @@ def adaptive_card(notice: Notice) -> dict[str, object]:
     }
 
 
-class TeamsChannel:
+class TeamsChannel(WebhookChannel):
     """Posts notices to one Teams workflow.
 
     Args:
@@ -61,14 +59,6 @@ class TeamsChannel:
         clock: now, tz-aware (for ``Retry-After`` dates).
         timeout: seconds to connect and to read the answer.
     """
-
-    def __init__(
-        self, url: str, *, session: requests.Session, clock: Callable[[], datetime], timeout: float = 15.0
-    ) -> None:
-        self._url = url
-        self._session = session
-        self._clock = clock
-        self._timeout = timeout
 
     def render(self, notice: Notice) -> dict[str, object]:
         """The request body: a ``message`` with the Adaptive Card as its one attachment."""
@@ -90,15 +80,15 @@ class TeamsChannel:
             RetryableError: 408, 429 (with its ``Retry-After``), 5xx, or no answer.
             PermanentError: any other answer; a redirect; an untrusted server certificate.
         """
-        response = post_json(self._session, self._url, self.render(notice), what=_WHAT, timeout=self._timeout)
+        response = self._post(self.render(notice), what=_WHAT)
         with response:
             status = response.status_code
             if 200 <= status < 300:
                 return status
             code = _error_code(response)
-            if status in (408, 429) or status >= 500:
+            if is_retryable_status(status):
                 raise retry_later(_WHAT, status, code, response, self._clock)
-        detail = f"HTTP {status}" + (f" {code}" if code else "")
+        detail = answer_detail(status, code)
         if status in (401, 403):
             problem = "refused the URL's signature: the workflow's URL was regenerated or it was deleted; put its "
             problem += "current URL in the notifier's url_setting"

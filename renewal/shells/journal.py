@@ -36,12 +36,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from renewal.errors import ClaimLostError, ConfigurationError, RetryableError
 from renewal.steps import Step
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
     from azure.data.tables import TableClient
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
     "ReadCount",
     "RenewalJournal",
     "RenewalRecord",
+    "TableOnFirstUse",
+    "storage_client_from_environ",
     "table_client_from_environ",
 ]
 
@@ -64,12 +67,13 @@ RETENTION_SECONDS = 7 * 24 * 3600.0
 # An entity-group transaction holds at most 100 operations: the record and up to 99 outbox rows.
 OUTBOX_PER_SAVE = 99
 _TRIM_LIMIT = 100
-# Azurite's documented development account and default Table endpoint (not a secret).
-_AZURITE_DEFAULT = (
+# Azurite's documented development account (not a secret) and its default port for each service.
+_AZURITE_ACCOUNT = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
+_AZURITE_PORTS = {"queue": 10001, "table": 10002}
+ClientT = TypeVar("ClientT")
 _RECORD = "r|"
 _OUTBOX = "o|"
 # Outbox rows from before the per-certificate keys are "o|<webhook-id>", and every webhook id was "msg_<hex>"
@@ -215,52 +219,122 @@ class RenewalJournal(Protocol):
     def trim(self, now: float, *, limit: int = _TRIM_LIMIT) -> int: ...
 
 
-def table_client_from_environ(environ: Mapping[str, str], table_name: str) -> TableClient:
-    """Connect to the journal table as the Function App's storage is configured.
+# The identity-based endpoint settings, spelled out: the infra tests check that the app reads each one it is given.
+_SERVICE_URI_SETTINGS = {
+    "table": "AzureWebJobsStorage__tableServiceUri",
+    "queue": "AzureWebJobsStorage__queueServiceUri",
+}
 
-    ``RENEWAL_JOURNAL_CONNECTION`` (a connection string) wins; otherwise ``AzureWebJobsStorage`` as a connection
+
+def storage_client_from_environ(
+    environ: Mapping[str, str],
+    *,
+    service: Literal["queue", "table"],
+    purpose: str,
+    from_connection_string: Callable[[str], ClientT],
+    from_identity: Callable[[str, TokenCredential], ClientT],
+    own_setting: str | None = None,
+) -> ClientT:
+    """A storage client as the Function App's storage is configured, as the Functions host connects.
+
+    ``own_setting`` (a connection string) wins when it is set; otherwise ``AzureWebJobsStorage`` as a connection
     string (``UseDevelopmentStorage=true`` means Azurite), or its identity-based form as Flex Consumption uses it
-    (``AzureWebJobsStorage__tableServiceUri`` or ``__accountName``, with ``__clientId`` for a user-assigned
+    (``AzureWebJobsStorage__<service>ServiceUri`` or ``__accountName``, with ``__clientId`` for a user-assigned
     identity).
+
+    Args:
+        environ: the app settings.
+        service: which storage service the client talks to.
+        purpose: what the storage is for, as the error for none says it (``the journal``).
+        from_connection_string: the client for a connection string.
+        from_identity: the client for a service endpoint and the managed identity's credential.
+        own_setting: a setting of this client's own that takes precedence over ``AzureWebJobsStorage``.
+
+    Raises:
+        ConfigurationError: no storage is configured, or its connection string is malformed (never shown).
+    """
+    own = environ.get(own_setting, "").strip() if own_setting else ""
+    setting = own_setting if own_setting and own else "AzureWebJobsStorage"
+    connection = own or environ.get("AzureWebJobsStorage", "").strip()
+    if connection.replace(" ", "").lower() == "usedevelopmentstorage=true":
+        # Core Tools' shorthand for Azurite on its default ports; the storage SDKs do not expand it.
+        endpoint = f"http://127.0.0.1:{_AZURITE_PORTS[service]}/devstoreaccount1"
+        connection = f"{_AZURITE_ACCOUNT}{service.capitalize()}Endpoint={endpoint};"
+    if connection:
+        try:
+            # The account key signs every request: it stays with the account's own host.
+            return from_connection_string(connection)
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:
+            # Never the text: a connection string holds the account key.
+            raise ConfigurationError(setting, "is not a valid storage connection string") from exc
+    endpoint = environ.get(_SERVICE_URI_SETTINGS[service], "").strip()
+    account = environ.get("AzureWebJobsStorage__accountName", "").strip()
+    if not endpoint and account:
+        endpoint = f"https://{account}.{service}.core.windows.net"
+    if not endpoint:
+        raise ConfigurationError(
+            "AzureWebJobsStorage",
+            f"no storage for {purpose}: set AzureWebJobsStorage (or its identity-based "
+            f"__accountName/__{service}ServiceUri form)" + (f" or {own_setting}" if own_setting else ""),
+        )
+    from azure.identity import DefaultAzureCredential
+
+    client_id = environ.get("AzureWebJobsStorage__clientId", "").strip() or None
+    return from_identity(endpoint, DefaultAzureCredential(managed_identity_client_id=client_id))
+
+
+def table_client_from_environ(environ: Mapping[str, str], table_name: str) -> TableClient:
+    """Connect to the journal table as the Function App's storage is configured (``storage_client_from_environ``,
+    with ``RENEWAL_JOURNAL_CONNECTION``, a connection string, winning).
 
     Raises:
         ConfigurationError: no storage is configured, or its connection string is malformed (never shown).
     """
     from azure.data.tables import TableServiceClient
 
-    connection = environ.get("RENEWAL_JOURNAL_CONNECTION", "").strip() or environ.get("AzureWebJobsStorage", "").strip()
-    if connection.replace(" ", "").lower() == "usedevelopmentstorage=true":
-        # Core Tools' shorthand for Azurite on its default ports; azure-data-tables does not expand it.
-        connection = _AZURITE_DEFAULT
-    if connection:
-        own = environ.get("RENEWAL_JOURNAL_CONNECTION", "").strip()
-        setting = "RENEWAL_JOURNAL_CONNECTION" if own else "AzureWebJobsStorage"
-        try:
-            # The account key signs every request: it stays with the account's own host.
-            service = TableServiceClient.from_connection_string(connection, permit_redirects=False)
-        except (ValueError, TypeError, AttributeError, IndexError) as exc:
-            # Never the text: a connection string holds the account key.
-            raise ConfigurationError(setting, "is not a valid storage connection string") from exc
-    else:
-        endpoint = environ.get("AzureWebJobsStorage__tableServiceUri", "").strip()
-        account = environ.get("AzureWebJobsStorage__accountName", "").strip()
-        if not endpoint and account:
-            endpoint = f"https://{account}.table.core.windows.net"
-        if not endpoint:
-            raise ConfigurationError(
-                "AzureWebJobsStorage",
-                "no storage for the journal: set AzureWebJobsStorage (or its identity-based "
-                "__accountName/__tableServiceUri form) or RENEWAL_JOURNAL_CONNECTION",
-            )
-        from azure.identity import DefaultAzureCredential
-
-        client_id = environ.get("AzureWebJobsStorage__clientId", "").strip() or None
-        service = TableServiceClient(
-            endpoint,
-            credential=DefaultAzureCredential(managed_identity_client_id=client_id),
-            permit_redirects=False,
-        )
+    service = storage_client_from_environ(
+        environ,
+        service="table",
+        purpose="the journal",
+        from_connection_string=lambda connection: TableServiceClient.from_connection_string(
+            connection, permit_redirects=False
+        ),
+        from_identity=lambda endpoint, credential: TableServiceClient(
+            endpoint, credential=credential, permit_redirects=False
+        ),
+        own_setting="RENEWAL_JOURNAL_CONNECTION",
+    )
     return service.get_table_client(table_name)
+
+
+class TableOnFirstUse:
+    """A table client whose table is created the first time it is asked for (storage refuses every request to a
+    table that does not exist, and a new deployment has none).
+
+    Args:
+        table: the table client.
+    """
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self._ready = False
+
+    def __call__(self) -> TableClient:
+        """The table client, after creating its table if this is the first call.
+
+        Raises:
+            RetryableError: storage is unavailable.
+        """
+        if not self._ready:
+            from azure.core.exceptions import ResourceExistsError
+
+            try:
+                with _storage("create the journal table"):
+                    self._table.create_table()
+            except ResourceExistsError:
+                pass
+            self._ready = True
+        return self._table
 
 
 class Journal:
@@ -287,7 +361,7 @@ class Journal:
         self._clock = clock
         self._claim_seconds = claim_seconds
         self._retention_seconds = retention_seconds
-        self._table_ready = False
+        self._ensure_table = TableOnFirstUse(table)
         self._reads = ReadCount()
         # Partitions (None: the whole table) seen without outbox rows of the old layout: this code never writes
         # one, so once a partition has none, reading a certificate's outbox stops looking for them.
@@ -562,18 +636,6 @@ class Journal:
         return deleted
 
     # --- plumbing ------------------------------------------------------------------------------------------
-
-    def _ensure_table(self) -> TableClient:
-        if not self._table_ready:
-            from azure.core.exceptions import ResourceExistsError
-
-            try:
-                with _storage("create the journal table"):
-                    self._table.create_table()
-            except ResourceExistsError:
-                pass
-            self._table_ready = True
-        return self._table
 
     def _range(self, partition: str | None, prefix: str, action: str) -> list[Mapping[str, Any]]:
         """The rows whose RowKey starts with ``prefix``, in one partition or (``None``) the whole table."""

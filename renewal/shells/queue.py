@@ -12,19 +12,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from renewal.errors import ConfigurationError, PermanentError, RetryableError
+from renewal.errors import PermanentError, RetryableError
+from renewal.shells.journal import storage_client_from_environ
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
 __all__ = ["MessageQueue", "StorageQueue", "queue_client_from_environ"]
 
-# Azurite's documented development account and default Queue endpoint (not a secret).
-_AZURITE_DEFAULT = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
-)
 # A Storage queue message is at most 64 KiB (learn: storage/queues/storage-queues-introduction).
 MAX_MESSAGE_BYTES = 64 * 1024
 # The storage SDK's own default waits 15 s, then 15+3^1 s... per retry; a planner sending one message per vault
@@ -65,35 +60,16 @@ def queue_client_from_environ(environ: Mapping[str, str], queue_name: str) -> Qu
     """
     from azure.storage.queue import QueueClient
 
-    connection = environ.get("AzureWebJobsStorage", "").strip()
-    if connection.replace(" ", "").lower() == "usedevelopmentstorage=true":
-        # Core Tools' shorthand for Azurite on its default ports; the SDK does not expand it.
-        connection = _AZURITE_DEFAULT
-    if connection:
-        try:
-            # The account key signs every request: it stays with the account's own host.
-            return QueueClient.from_connection_string(connection, queue_name, **_CLIENT_OPTIONS)
-        except (ValueError, TypeError, AttributeError, IndexError) as exc:
-            # Never the text: a connection string holds the account key.
-            raise ConfigurationError("AzureWebJobsStorage", "is not a valid storage connection string") from exc
-    endpoint = environ.get("AzureWebJobsStorage__queueServiceUri", "").strip()
-    account = environ.get("AzureWebJobsStorage__accountName", "").strip()
-    if not endpoint and account:
-        endpoint = f"https://{account}.queue.core.windows.net"
-    if not endpoint:
-        raise ConfigurationError(
-            "AzureWebJobsStorage",
-            "no storage for the work queue: set AzureWebJobsStorage (or its identity-based "
-            "__accountName/__queueServiceUri form)",
-        )
-    from azure.identity import DefaultAzureCredential
-
-    client_id = environ.get("AzureWebJobsStorage__clientId", "").strip() or None
-    return QueueClient(
-        endpoint,
-        queue_name,
-        credential=DefaultAzureCredential(managed_identity_client_id=client_id),
-        **_CLIENT_OPTIONS,
+    return storage_client_from_environ(
+        environ,
+        service="queue",
+        purpose="the work queue",
+        from_connection_string=lambda connection: QueueClient.from_connection_string(
+            connection, queue_name, **_CLIENT_OPTIONS
+        ),
+        from_identity=lambda endpoint, credential: QueueClient(
+            endpoint, queue_name, credential=credential, **_CLIENT_OPTIONS
+        ),
     )
 
 

@@ -28,6 +28,7 @@ from renewal.shells.journal import (
     OUTBOX_PER_SAVE,
     OutboxItem,
     RenewalJournal,
+    TableOnFirstUse,
     _misses,
     _outbox_entity,
     _partition,
@@ -62,8 +63,7 @@ class TableRollouts:
     """
 
     def __init__(self, table: TableClient) -> None:
-        self._table = table
-        self._table_ready = False
+        self._ensure_table = TableOnFirstUse(table)
 
     def get(self, vault_name: str, certificate_name: str, target: str) -> Rollout | None:
         """The target's rollout row for the certificate, or ``None``.
@@ -140,18 +140,6 @@ class TableRollouts:
                 f"the journal transaction failed: {type(exc).__name__}", reason="journal_unavailable"
             ) from exc
         return replace(rollout, etag=results[0].get("etag"))
-
-    def _ensure_table(self) -> TableClient:
-        if not self._table_ready:
-            from azure.core.exceptions import ResourceExistsError
-
-            try:
-                with _storage("create the journal table"):
-                    self._table.create_table()
-            except ResourceExistsError:
-                pass
-            self._table_ready = True
-        return self._table
 
 
 class InMemoryRollouts:

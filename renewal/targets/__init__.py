@@ -25,7 +25,6 @@ managed identity, trusting ``RENEWAL_ARM_CA_BUNDLE`` in addition when it is set 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -36,6 +35,7 @@ from types import MappingProxyType, NoneType, UnionType
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from renewal._shared.specs import match_tag, named_specs, reject_unknown_keys
 from renewal._shared.urls import is_loopback_host
 from renewal.errors import ConfigurationError
 from renewal.pure.consumers import SELF_PICKUP
@@ -101,7 +101,6 @@ PICKUP_DEADLINES: Mapping[str, timedelta] = MappingProxyType(
 )
 
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
 _HOST = re.compile(
     r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?", re.ASCII
 )
@@ -126,23 +125,8 @@ def parse_targets(environ: Mapping[str, str]) -> tuple[TargetConfig, ...]:
         ConfigurationError: the JSON, a name, a kind, a resource id, the probe, the tag or an option is not valid;
             the message names the target and the key, never a value.
     """
-    raw = environ.get(TARGETS, "")
-    if not raw.strip():
-        return ()
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(TARGETS, f"is not valid JSON (line {exc.lineno}, column {exc.colno})") from exc
-    except RecursionError as exc:
-        raise ConfigurationError(TARGETS, "is nested too deeply") from exc
-    if not isinstance(value, dict):
-        raise ConfigurationError(TARGETS, "must be a JSON object of named targets")
-    configs = []
-    for name, spec in value.items():
-        if not _NAME.fullmatch(name):
-            raise ConfigurationError(TARGETS, "a target name is not valid (ASCII letters, digits, _ . -)")
-        configs.append(_parse_target(name, spec))
-    return tuple(configs)
+    specs = named_specs(TARGETS, environ.get(TARGETS, ""), noun="target", shape="a JSON object of named targets")
+    return tuple(_parse_target(name, spec) for name, spec in specs)
 
 
 def targets_for(configs: Sequence[TargetConfig], tags: Mapping[str, str]) -> tuple[TargetConfig, ...]:
@@ -236,15 +220,11 @@ def arm_client_from_environ(
     return ArmClient(credential=credential, endpoint=endpoint, ca_bundle=bundle, sleep=sleep)  # type: ignore[arg-type]
 
 
-def _parse_target(name: str, spec: object) -> TargetConfig:
+def _parse_target(name: str, spec: Mapping[str, object]) -> TargetConfig:
     def problem(text: str) -> ConfigurationError:
         return ConfigurationError(TARGETS, f"target {name!r}: {text}")
 
-    if not isinstance(spec, dict):
-        raise problem("must be a JSON object")
-    unknown = sorted(set(spec) - _KEYS)
-    if unknown:
-        raise problem(f"unknown key(s) {', '.join(key[:40] for key in unknown)}")
+    reject_unknown_keys(TARGETS, f"target {name!r}", spec, _KEYS)
     kind = spec.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise problem(f"kind must be one of {', '.join(sorted(KINDS))}")
@@ -263,7 +243,7 @@ def _parse_target(name: str, spec: object) -> TargetConfig:
         kind=kind,
         resource_id=resource_id,
         probe=_parse_probe(spec.get("probe"), spec.get("sni"), problem),
-        match_tag=_parse_tag(spec.get("tag"), problem),
+        match_tag=match_tag(TARGETS, f"target {name!r}", spec.get("tag")),
         options=_parse_options(KINDS[kind][1], options, problem),
     )
 
@@ -288,17 +268,6 @@ def _parse_probe(probe: object, sni: object, problem: Callable[[str], Configurat
     if ":" not in host and not _HOST.fullmatch(host):
         raise problem("probe's host must be a DNS name or an IP address")
     return ProbeEndpoint(host=host, port=port or 443, sni=sni.strip() if isinstance(sni, str) else None)
-
-
-def _parse_tag(tag: object, problem: Callable[[str], ConfigurationError]) -> tuple[str, str] | None:
-    if tag is None:
-        return None
-    if not isinstance(tag, str) or "=" not in tag:
-        raise problem("tag must be 'key=value'")
-    key, _, value = (part.strip() for part in tag.partition("="))
-    if not key:
-        raise problem("tag must be 'key=value'")
-    return key, value
 
 
 def _parse_options(

@@ -1,18 +1,34 @@
-"""What every kind shares: matching a Key Vault reference to the new version, ARM id checks, and the errors for a
-reference that pins a version or a resource that does not reference the certificate."""
+"""What every kind shares: the state a push starts from (``ArmTarget``), matching a Key Vault reference to the new
+version, ARM id checks, the errors for a reference that pins a version or a resource that does not reference the
+certificate, and the body of a re-put."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from renewal.errors import PermanentError
-from renewal.pure.consumers import SecretReference, same_name
+from renewal.pure.consumers import SecretReference, parse_secret_reference, same_name
 from renewal.targets._protocol import NewVersion
 
-__all__ = ["is_new_versions_secret", "not_referenced", "pinned", "properties_of", "resource_id_problem", "tags_of"]
+if TYPE_CHECKING:
+    from renewal.shells.arm import ArmClient
+
+__all__ = [
+    "ArmTarget",
+    "is_new_versions_secret",
+    "not_referenced",
+    "pinned",
+    "properties_of",
+    "reput_body",
+    "resource_id_problem",
+    "tags_of",
+]
+
+OptionsT = TypeVar("OptionsT")
 
 _RESOURCE_ID = re.compile(
     r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/(?P<provider>[A-Za-z.]+)/(?P<rest>[^?#]+)", re.ASCII
@@ -73,3 +89,56 @@ def properties_of(resource: Mapping[str, Any]) -> Mapping[str, Any]:
     """A resource's ``properties`` (empty when missing)."""
     properties = resource.get("properties")
     return properties if isinstance(properties, Mapping) else {}
+
+
+def reput_body(current: Mapping[str, Any], properties: Mapping[str, object]) -> dict[str, object]:
+    """The body that puts ``current`` (a resource as ARM answered a GET) back with only ``properties``: its
+    location, and its tags when it has any, so the re-put changes nothing but makes the service fetch again."""
+    body: dict[str, object] = {"location": current.get("location", ""), "properties": dict(properties)}
+    tags = tags_of(current)
+    if tags:
+        body["tags"] = tags
+    return body
+
+
+class ArmTarget(Generic[OptionsT]):
+    """What a push to one ARM resource starts from; each kind adds ``kind``, ``label`` and ``push``.
+
+    Args:
+        name: the target's name from configuration.
+        resource_id: the ARM id of the resource the push changes.
+        arm: the ARM client every request goes through.
+        pickup_deadline: how long the service may take to serve a pushed version.
+        options: the kind's own options.
+    """
+
+    kind: ClassVar[str]
+    # What the errors call the resource ("application gateway").
+    label: ClassVar[str]
+
+    def __init__(
+        self, *, name: str, resource_id: str, arm: ArmClient, pickup_deadline: timedelta, options: OptionsT
+    ) -> None:
+        self.name = name
+        self.resource_id = resource_id
+        self.pickup_deadline = pickup_deadline
+        self._arm = arm
+        self._options = options
+
+    def _uses_new_version(self, raw: object, new_version: NewVersion, *, where: str) -> bool:
+        """Whether the Key Vault reference ``raw`` (found at ``where`` in the resource) names the new version's
+        certificate without pinning a version; ``False`` for no reference or another secret.
+
+        Raises:
+            PermanentError: ``version_pinned``: it names the certificate but pins one version.
+        """
+        reference = parse_secret_reference(raw)
+        if reference is None or not is_new_versions_secret(reference, new_version):
+            return False
+        if reference.version is not None:
+            raise pinned(self.label, self.resource_id, where, reference.version)
+        return True
+
+    def _not_referenced(self, new_version: NewVersion) -> PermanentError:
+        """``not_referenced`` for this resource."""
+        return not_referenced(self.label, self.resource_id, new_version)

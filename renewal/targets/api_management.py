@@ -19,12 +19,9 @@ Role: **API Management Service Contributor** on the service (``infra/app/target-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from renewal.pure.consumers import parse_secret_reference
-from renewal.shells.arm import ArmClient
-from renewal.targets._common import is_new_versions_secret, not_referenced, pinned, properties_of
+from renewal.targets._common import ArmTarget, properties_of
 from renewal.targets._protocol import NewVersion, PushResult
 
 __all__ = ["API_VERSION", "REFRESH_HOSTNAMES_API_VERSION", "ApiManagement", "ApiManagementOptions"]
@@ -50,25 +47,11 @@ class ApiManagementOptions:
     certificate_entities: bool = True
 
 
-class ApiManagement:
+class ApiManagement(ArmTarget[ApiManagementOptions]):
     """A push to one API Management service."""
 
     kind = "api_management"
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        resource_id: str,
-        arm: ArmClient,
-        pickup_deadline: timedelta,
-        options: ApiManagementOptions,
-    ) -> None:
-        self.name = name
-        self.resource_id = resource_id
-        self.pickup_deadline = pickup_deadline
-        self._arm = arm
-        self._options = options
+    label = "API Management service"
 
     def push(self, new_version: NewVersion) -> PushResult:
         """Refresh what of the service uses the certificate.
@@ -83,16 +66,12 @@ class ApiManagement:
         for hostname in properties_of(service).get("hostnameConfigurations") or []:
             if not isinstance(hostname, dict):
                 continue
-            reference = parse_secret_reference(hostname.get("keyVaultId"))
-            if reference is None or not is_new_versions_secret(reference, new_version):
-                continue
-            if reference.version is not None:
-                where = f"hostname {hostname.get('hostName', '')!r}"
-                raise pinned("API Management service", self.resource_id, where, reference.version)
-            hostnames = True
+            where = f"hostname {hostname.get('hostName', '')!r}"
+            if self._uses_new_version(hostname.get("keyVaultId"), new_version, where=where):
+                hostnames = True
         entities = self._certificate_entities(new_version) if self._options.certificate_entities else []
         if not hostnames and not entities:
-            raise not_referenced("API Management service", self.resource_id, new_version)
+            raise self._not_referenced(new_version)
         if hostnames:
             self._arm.send(
                 "POST",
@@ -111,13 +90,9 @@ class ApiManagement:
             for entity in _values(page):
                 key_vault = properties_of(entity).get("keyVault")
                 raw = key_vault.get("secretIdentifier") if isinstance(key_vault, dict) else None
-                reference = parse_secret_reference(raw)
-                if reference is None or not is_new_versions_secret(reference, new_version):
-                    continue
-                if reference.version is not None:
-                    where = f"certificate {entity.get('name', '')!r}"
-                    raise pinned("API Management service", self.resource_id, where, reference.version)
-                found.append(f"{self.resource_id}/certificates/{entity.get('name', '')}")
+                where = f"certificate {entity.get('name', '')!r}"
+                if self._uses_new_version(raw, new_version, where=where):
+                    found.append(f"{self.resource_id}/certificates/{entity.get('name', '')}")
             next_link = page.get("nextLink")
             if not isinstance(next_link, str) or not next_link:
                 break

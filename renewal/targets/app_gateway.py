@@ -16,11 +16,9 @@ Role: **Network Contributor** on the gateway (``infra/app/target-app-gateway.bic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from renewal.pure.consumers import parse_secret_reference, same_name
-from renewal.shells.arm import ArmClient
-from renewal.targets._common import is_new_versions_secret, not_referenced, pinned, properties_of, tags_of
+from renewal.pure.consumers import same_name
+from renewal.targets._common import ArmTarget, properties_of, tags_of
 from renewal.targets._protocol import NewVersion, PushResult
 
 __all__ = ["API_VERSION", "PUSHED_TAG", "AppGateway", "AppGatewayOptions"]
@@ -43,19 +41,11 @@ class AppGatewayOptions:
     certificate_names: tuple[str, ...] = ()
 
 
-class AppGateway:
+class AppGateway(ArmTarget[AppGatewayOptions]):
     """A push to one Application Gateway."""
 
     kind = "app_gateway"
-
-    def __init__(
-        self, *, name: str, resource_id: str, arm: ArmClient, pickup_deadline: timedelta, options: AppGatewayOptions
-    ) -> None:
-        self.name = name
-        self.resource_id = resource_id
-        self.pickup_deadline = pickup_deadline
-        self._arm = arm
-        self._options = options
+    label = "application gateway"
 
     def push(self, new_version: NewVersion) -> PushResult:
         """Tag the gateway so it re-reads the versionless secret now.
@@ -74,14 +64,11 @@ class AppGateway:
             name = str(certificate.get("name", ""))
             if wanted and not any(same_name(name, w) for w in wanted):
                 continue
-            reference = parse_secret_reference(properties_of(certificate).get("keyVaultSecretId"))
-            if reference is None or not is_new_versions_secret(reference, new_version):
-                continue
-            if reference.version is not None:
-                raise pinned("application gateway", self.resource_id, f"sslCertificate {name!r}", reference.version)
-            found = True
+            raw = properties_of(certificate).get("keyVaultSecretId")
+            if self._uses_new_version(raw, new_version, where=f"sslCertificate {name!r}"):
+                found = True
         if not found:
-            raise not_referenced("application gateway", self.resource_id, new_version)
+            raise self._not_referenced(new_version)
         tags = {**tags_of(gateway), PUSHED_TAG: new_version.version}
         self._arm.send("PATCH", self.resource_id, api_version=version, role=ROLE, body={"tags": tags})
         return PushResult.PUSHED

@@ -13,12 +13,10 @@ no narrower built-in role writes ``Microsoft.Web/certificates``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from renewal.errors import PermanentError, RetryableError
 from renewal.pure.consumers import same_name
-from renewal.shells.arm import ArmClient
-from renewal.targets._common import not_referenced, properties_of, tags_of
+from renewal.targets._common import ArmTarget, properties_of, reput_body
 from renewal.targets._protocol import NewVersion, PushResult
 
 __all__ = ["API_VERSION", "AppService", "AppServiceOptions"]
@@ -50,19 +48,11 @@ class AppServiceOptions:
     check_thumbprint: bool = True
 
 
-class AppService:
+class AppService(ArmTarget[AppServiceOptions]):
     """A push to one ``Microsoft.Web/certificates`` resource."""
 
     kind = "app_service"
-
-    def __init__(
-        self, *, name: str, resource_id: str, arm: ArmClient, pickup_deadline: timedelta, options: AppServiceOptions
-    ) -> None:
-        self.name = name
-        self.resource_id = resource_id
-        self.pickup_deadline = pickup_deadline
-        self._arm = arm
-        self._options = options
+    label = "App Service certificate"
 
     def push(self, new_version: NewVersion) -> PushResult:
         """Put the certificate resource back unchanged, so App Service fetches the current version.
@@ -83,13 +73,11 @@ class AppService:
             and same_name(vault_name, new_version.vault_name)
             and same_name(secret_name, new_version.certificate_name)
         ):
-            raise not_referenced("App Service certificate", self.resource_id, new_version)
+            raise self._not_referenced(new_version)
         kept = {
             key: properties[key] for key in ("keyVaultId", "keyVaultSecretName", "serverFarmId") if key in properties
         }
-        body: dict[str, object] = {"location": current.get("location", ""), "properties": kept}
-        if tags_of(current):
-            body["tags"] = tags_of(current)
+        body = reput_body(current, kept)
         answer = self._arm.send("PUT", self.resource_id, api_version=api_version, role=ROLE, body=body).body
         self._check(properties_of(answer), new_version)
         return PushResult.PUSHED

@@ -17,12 +17,9 @@ certificates/read|write``), on the managed environment (``infra/app/target-conta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from renewal.errors import PermanentError
-from renewal.pure.consumers import parse_secret_reference
-from renewal.shells.arm import ArmClient
-from renewal.targets._common import is_new_versions_secret, not_referenced, pinned, properties_of, tags_of
+from renewal.targets._common import ArmTarget, properties_of, reput_body
 from renewal.targets._protocol import NewVersion, PushResult
 
 __all__ = ["API_VERSION", "UNSUPPORTED_CURVES", "ContainerApps", "ContainerAppsOptions"]
@@ -45,25 +42,11 @@ class ContainerAppsOptions:
     refresh: bool = True
 
 
-class ContainerApps:
+class ContainerApps(ArmTarget[ContainerAppsOptions]):
     """A push to one managed environment certificate."""
 
     kind = "container_apps"
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        resource_id: str,
-        arm: ArmClient,
-        pickup_deadline: timedelta,
-        options: ContainerAppsOptions,
-    ) -> None:
-        self.name = name
-        self.resource_id = resource_id
-        self.pickup_deadline = pickup_deadline
-        self._arm = arm
-        self._options = options
+    label = "Container Apps environment certificate"
 
     def push(self, new_version: NewVersion) -> PushResult:
         """Re-put the environment certificate (or do nothing when ``refresh`` is off).
@@ -85,17 +68,9 @@ class ContainerApps:
         current = self._arm.get(self.resource_id, api_version=api_version, role=ROLE)
         key_vault = properties_of(current).get("certificateKeyVaultProperties")
         raw = key_vault.get("keyVaultUrl") if isinstance(key_vault, dict) else None
-        reference = parse_secret_reference(raw)
-        if reference is None or not isinstance(key_vault, dict) or not is_new_versions_secret(reference, new_version):
-            raise not_referenced("Container Apps environment certificate", self.resource_id, new_version)
-        if reference.version is not None:
-            raise pinned("Container Apps environment certificate", self.resource_id, "keyVaultUrl", reference.version)
+        if not isinstance(key_vault, dict) or not self._uses_new_version(raw, new_version, where="keyVaultUrl"):
+            raise self._not_referenced(new_version)
         kept = {key: key_vault[key] for key in ("identity", "keyVaultUrl") if key in key_vault}
-        body: dict[str, object] = {
-            "location": current.get("location", ""),
-            "properties": {"certificateKeyVaultProperties": kept},
-        }
-        if tags_of(current):
-            body["tags"] = tags_of(current)
+        body = reput_body(current, {"certificateKeyVaultProperties": kept})
         self._arm.send("PUT", self.resource_id, api_version=api_version, role=ROLE, body=body)
         return PushResult.PUSHED

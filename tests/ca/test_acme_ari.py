@@ -5,7 +5,6 @@ Pebble 2.4 has no ``renewalInfo``, so a loopback fake directory adds it in front
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,20 +18,8 @@ from renewal.ca import CAProfile, Issued, SigningRequest
 from renewal.ca.acme import AcmeCA, ari_certificate_id
 from renewal.errors import PermanentError
 from tests.ca.conftest import CONTRACT_DNS_NAMES
-from tests.ca.servers import ChallTestServer, PebbleServer, acme_options, challtestsrv, pebble_server
+from tests.ca.servers import PebbleServer, acme_options
 from tests.fakes.ari import AriFake
-
-
-@pytest.fixture(scope="module")
-def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChallTestServer]:
-    with challtestsrv(tmp_path_factory.mktemp("challtestsrv")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory, dns_server: ChallTestServer) -> Iterator[PebbleServer]:
-    with pebble_server(tmp_path_factory.mktemp("pebble"), dns_server) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
@@ -16,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from renewal.ca import CAProfile, HealthChecked, Issued, RevokingCAAdapter, SigningRequest, adapter_for
 from renewal.ca.acme import AcmeCA
 from renewal.errors import PermanentError, RetryableError
-from tests.ca.servers import ChallTestServer, PebbleServer, acme_options, challtestsrv, free_port, pebble_server
+from tests.ca.servers import PebbleServer, acme_options, free_port
 
 
 def pem_key() -> str:
@@ -29,18 +28,6 @@ def pem_key() -> str:
 ACCOUNT = pem_key()
 OTHER_ACCOUNT = pem_key()
 ENVIRON = {"ACME_ACCOUNT_KEY": ACCOUNT, "OTHER_ACCOUNT_KEY": OTHER_ACCOUNT}
-
-
-@pytest.fixture(scope="module")
-def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChallTestServer]:
-    with challtestsrv(tmp_path_factory.mktemp("challtestsrv")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory, dns_server: ChallTestServer) -> Iterator[PebbleServer]:
-    with pebble_server(tmp_path_factory.mktemp("pebble"), dns_server) as server:
-        yield server
 
 
 def adapter(pebble: PebbleServer, key_setting: str | None = "ACME_ACCOUNT_KEY") -> AcmeCA:

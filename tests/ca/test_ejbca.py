@@ -4,43 +4,21 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from devstack.localca import LocalCAFiles, create_local_ca
+from devstack.localca import LocalCAFiles
 from renewal._shared.http import new_session
 from renewal.ca import CAAdapter, CAProfile, Issued, SigningRequest, adapter_for
 from renewal.ca.ejbca import EjbcaCA
-from renewal.ca.local import LocalCA
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
 from tests.ca.contract import CAAdapterContract
-from tests.fakes.ejbca import FakeEjbca, running
+from tests.fakes.ejbca import FakeEjbca
 from tests.fakes.est import LoopbackTls
 
 ENROLLMENT_CODE = "ejbca-enrollment-code-never-logged"
-
-
-@pytest.fixture(scope="module")
-def ca_files(tmp_path_factory: pytest.TempPathFactory) -> LocalCAFiles:
-    return create_local_ca(tmp_path_factory.mktemp("ejbca-ca"))
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> LoopbackTls:
-    return LoopbackTls.create(tmp_path_factory.mktemp("ejbca-tls"))
-
-
-@pytest.fixture
-def ejbca(ca_files: LocalCAFiles, tls: LoopbackTls) -> Iterator[FakeEjbca]:
-    key = serialization.load_pem_private_key(ca_files.issuing_key_path.read_bytes(), None)
-    chain = tuple(x509.load_pem_x509_certificates(ca_files.chain_path.read_bytes()))
-    signing = LocalCA(ca_certificate=chain[0], ca_key=key, chain=chain)  # type: ignore[arg-type]
-    with running(FakeEjbca(signing, chain, tls)) as fake:
-        yield fake
 
 
 def _environ(tls: LoopbackTls) -> dict[str, str]:

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from devstack.localca import LocalCAFiles, create_local_ca
+from devstack.localca import LocalCAFiles
 from renewal.ca import CAProfile, HealthChecked, Issued, RevokingCAAdapter, SigningRequest, adapter_for
 from renewal.ca.ejbca import EjbcaCA
 from renewal.ca.local import LocalCA
 from renewal.errors import PermanentError, RetryableError
-from tests.fakes.ejbca import FakeEjbca, running
-from tests.fakes.est import LoopbackTls
-
-
-@pytest.fixture(scope="module")
-def ca_files(tmp_path_factory: pytest.TempPathFactory) -> LocalCAFiles:
-    return create_local_ca(tmp_path_factory.mktemp("ejbca-ca"))
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> LoopbackTls:
-    return LoopbackTls.create(tmp_path_factory.mktemp("ejbca-tls"))
-
-
-@pytest.fixture
-def ejbca(ca_files: LocalCAFiles, tls: LoopbackTls) -> Iterator[FakeEjbca]:
-    key = serialization.load_pem_private_key(ca_files.issuing_key_path.read_bytes(), None)
-    chain = tuple(x509.load_pem_x509_certificates(ca_files.chain_path.read_bytes()))
-    signing = LocalCA(ca_certificate=chain[0], ca_key=key, chain=chain)  # type: ignore[arg-type]
-    with running(FakeEjbca(signing, chain, tls)) as fake:
-        yield fake
+from tests.ca.conftest import issued_leaf_pem
+from tests.fakes.ejbca import FakeEjbca
 
 
 def adapter(ejbca: FakeEjbca, **options: object) -> EjbcaCA:
@@ -51,12 +30,6 @@ def adapter(ejbca: FakeEjbca, **options: object) -> EjbcaCA:
     return built
 
 
-def enrolled(ca: EjbcaCA, request: SigningRequest) -> str:
-    answer = ca.submit(request)
-    assert isinstance(answer, Issued)
-    return answer.leaf_pem
-
-
 def test_ejbca_is_a_revoking_and_health_checked_adapter(ejbca: FakeEjbca) -> None:
     """The flow asks for revocation and the check by type."""
     ca = adapter(ejbca)
@@ -69,7 +42,7 @@ def test_revoke_puts_the_issuer_and_serial_with_reason_superseded(
 ) -> None:
     """PUT .../certificate/{issuer_dn}/{serial hex}/revoke?reason=SUPERSEDED, over mutual TLS."""
     ca = adapter(ejbca)
-    leaf = x509.load_pem_x509_certificate(enrolled(ca, keyvault_signing_request).encode())
+    leaf = x509.load_pem_x509_certificate(issued_leaf_pem(ca, keyvault_signing_request).encode())
     ca.revoke(leaf.public_bytes(serialization.Encoding.PEM).decode())
     assert ejbca.revoked == {(leaf.issuer.rfc4514_string(), leaf.serial_number): "SUPERSEDED"}
 
@@ -79,7 +52,7 @@ def test_a_certificate_already_revoked_counts_as_revoked(
 ) -> None:
     """EJBCA's 409 "already revoked" on a redelivered retirement is success."""
     ca = adapter(ejbca)
-    leaf = enrolled(ca, keyvault_signing_request)
+    leaf = issued_leaf_pem(ca, keyvault_signing_request)
     ca.revoke(leaf)
     ca.revoke(leaf)
     assert len(ejbca.revoked) == 1
@@ -103,7 +76,7 @@ def test_an_unavailable_ejbca_makes_revocation_retryable(
 ) -> None:
     """503: the outbox tries again later."""
     ca = adapter(ejbca)
-    leaf = enrolled(ca, keyvault_signing_request)
+    leaf = issued_leaf_pem(ca, keyvault_signing_request)
     ejbca.down = True
     with pytest.raises(RetryableError) as caught:
         ca.revoke(leaf)

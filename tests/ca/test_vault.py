@@ -10,10 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from devstack.localca import create_local_ca
 from renewal.ca import CAAdapter, CAProfile, SigningRequest, adapter_for
 from renewal.ca.local import LocalCA
 from renewal.ca.vault import VaultPKI
@@ -25,17 +22,6 @@ TOKEN = "hvs.contract-token-never-logged"
 SECRET_ID = "secret-id-never-logged-4711"
 JWT = "eyJ.managed-identity-token.never-logged"
 ENVIRON = {"VAULT_TOKEN": TOKEN, "VAULT_SECRET_ID": SECRET_ID, "WRONG_SECRET_ID": "not-the-secret-id-0815"}
-
-
-@pytest.fixture(scope="module")
-def signing_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
-    files = create_local_ca(tmp_path_factory.mktemp("vault-ca"))
-    key = serialization.load_pem_private_key(files.issuing_key_path.read_bytes(), None)
-    return LocalCA(
-        ca_certificate=x509.load_pem_x509_certificate(files.issuing_cert_path.read_bytes()),
-        ca_key=key,  # type: ignore[arg-type]
-        chain=tuple(x509.load_pem_x509_certificates(files.chain_path.read_bytes())),
-    )
 
 
 @pytest.fixture

@@ -6,28 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from devstack.localca import create_local_ca
 from renewal.ca import CAProfile, HealthChecked, Issued, RevokingCAAdapter, SigningRequest, adapter_for
 from renewal.ca.local import LocalCA
 from renewal.ca.vault import VaultPKI
 from renewal.errors import PermanentError, RetryableError
+from tests.ca.conftest import issued_leaf_pem
 from tests.fakes.vault_pki import FakeVault, running
 
 TOKEN = "hvs.revoke-token-never-logged"
 SECRET_ID = "secret-id-never-logged-0815"
-
-
-@pytest.fixture(scope="module")
-def signing_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
-    files = create_local_ca(tmp_path_factory.mktemp("vault-ca"))
-    key = serialization.load_pem_private_key(files.issuing_key_path.read_bytes(), None)
-    return LocalCA(
-        ca_certificate=x509.load_pem_x509_certificate(files.issuing_cert_path.read_bytes()),
-        ca_key=key,  # type: ignore[arg-type]
-        chain=tuple(x509.load_pem_x509_certificates(files.chain_path.read_bytes())),
-    )
 
 
 @pytest.fixture
@@ -43,12 +31,6 @@ def adapter(url: str, **options: object) -> VaultPKI:
     return built
 
 
-def issued_pem(ca: VaultPKI, request: SigningRequest) -> str:
-    answer = ca.submit(request)
-    assert isinstance(answer, Issued)
-    return answer.leaf_pem
-
-
 def test_vault_is_a_revoking_and_health_checked_adapter(vault: FakeVault) -> None:
     """The flow asks for revocation and the check by type."""
     ca = adapter(vault.url)
@@ -61,7 +43,7 @@ def test_revoke_posts_the_serial_number_to_the_mount(
 ) -> None:
     """POST /v1/{mount}/revoke with the serial as Vault writes it (colon-separated hex), and the token."""
     ca = adapter(vault.url)
-    leaf = issued_pem(ca, keyvault_signing_request)
+    leaf = issued_leaf_pem(ca, keyvault_signing_request)
     ca.revoke(leaf)
     serial = x509.load_pem_x509_certificate(leaf.encode()).serial_number
     expected = ":".join(f"{b:02x}" for b in serial.to_bytes((serial.bit_length() + 7) // 8, "big"))
@@ -73,7 +55,7 @@ def test_revoke_posts_the_serial_number_to_the_mount(
 def test_revoking_twice_succeeds(vault: FakeVault, keyvault_signing_request: SigningRequest) -> None:
     """A redelivered retirement revokes again: Vault answers with the first revocation, and so do we."""
     ca = adapter(vault.url)
-    leaf = issued_pem(ca, keyvault_signing_request)
+    leaf = issued_leaf_pem(ca, keyvault_signing_request)
     ca.revoke(leaf)
     ca.revoke(leaf)
     assert len(vault.revoked) == 1
@@ -94,7 +76,7 @@ def test_a_serial_the_mount_never_issued_is_refused_for_good(
 def test_a_sealed_vault_makes_revocation_retryable(vault: FakeVault, keyvault_signing_request: SigningRequest) -> None:
     """503 sealed: the outbox tries again later."""
     ca = adapter(vault.url)
-    leaf = issued_pem(ca, keyvault_signing_request)
+    leaf = issued_leaf_pem(ca, keyvault_signing_request)
     vault.down = True
     with pytest.raises(RetryableError) as caught:
         ca.revoke(leaf)
@@ -105,7 +87,7 @@ def test_a_token_without_the_right_is_permission_denied(
     vault: FakeVault, keyvault_signing_request: SigningRequest
 ) -> None:
     """403 is permanent, and names no token."""
-    leaf = issued_pem(adapter(vault.url), keyvault_signing_request)
+    leaf = issued_leaf_pem(adapter(vault.url), keyvault_signing_request)
     with pytest.raises(PermanentError) as caught:
         adapter(vault.url, token_setting="OTHER").revoke(leaf)
     assert caught.value.reason == "permission_denied"

@@ -9,284 +9,67 @@ is the test's: nothing sleeps, and ARM's polling waits go to a recorded sleep.
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.keyvault.certificates import CertificatePolicy
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from devstack.keyvault import KeyVaultEmulator
-from devstack.localca import LocalCAFiles, create_local_ca
-from renewal.ca import Issued, SigningRequest
-from renewal.ca.local import LocalCA
-from renewal.flow.renew import renew
+from devstack.localca import LocalCAFiles
 from renewal.flow.retire import REVOKED_TAG, queue_retirement
-from renewal.flow.rollout import RolloutReport, TargetSender, check_rollouts
-from renewal.flow.runtime import Runtime, build_runtime
 from renewal.flow.sweep import sweep
-from renewal.outcome import Delivery, Outcome
-from renewal.pure.intake import on_demand_request
 from renewal.pure.rollout import Rollout, RolloutState
-from renewal.settings import Settings
-from renewal.shells.arm import ArmClient
-from renewal.shells.journal import OutboxItem
-from renewal.targets import ARM_CA_BUNDLE, ARM_ENDPOINT, PICKUP_DEADLINES, arm_client_from_environ, build_target
+from renewal.targets import PICKUP_DEADLINES
 from renewal.targets.app_gateway import PUSHED_TAG
-from renewal.testing import InMemoryJournal
-from tests.fakes.arm_targets import ArmTargetsFake
-from tests.fakes.eventgrid_topic import FakeTopic
-from tests.fakes.loopback import LoopbackServer, Request, Response, json_response
-from tests.fakes.tls_switch import ServedCertificate, TlsSwitch
-from tests.fakes.vault_pki import FakeVault, RecordedRequest
-from tests.rollout.conftest import Clock
-from tests.targets.conftest import RecordedSleep, StaticCredential
+from tests.integration.rollout_stack import ARM_TOKEN, PROFILE, SNI, VAULT, RolloutStack, stand_up
 
-VAULT = "kv1"
-TOKEN = "rollout-e2e-keyvault-token"
-ARM_TOKEN = "rollout-e2e-arm-token"
-VAULT_TOKEN = "hvs.rollout-e2e-vault-token"
-PROFILE = "corp-vault"
-SNI = "www.corp.internal"
 GATEWAY = (
     "/subscriptions/00000000-0000-0000-0000-0000000000e2/resourceGroups/edge-rg"
     "/providers/Microsoft.Network/applicationGateways/edge"
 )
-REVOKE_PATH = "/v1/pki/revoke"
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyVaultEmulator]:
-    """The emulator most tests share (each seeds its own certificate)."""
-    with KeyVaultEmulator(state_dir=tmp_path_factory.mktemp("kv"), vaults=[VAULT], tick_interval=None) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def ca_files(tmp_path_factory: pytest.TempPathFactory) -> LocalCAFiles:
-    return create_local_ca(tmp_path_factory.mktemp("ca"))
-
-
-class VaultPkiServer:
-    """The Vault PKI fake on loopback, which can answer its next revocation 500 (as a Vault behind a failing
-    load balancer does) before answering as Vault."""
-
-    def __init__(self, fake: FakeVault) -> None:
-        self.fake = fake
-        self.fail_revocations = 0
-        self._server = LoopbackServer(self.handle)
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    def handle(self, request: Request) -> Response:
-        if request.path == REVOKE_PATH and self.fail_revocations:
-            self.fail_revocations -= 1
-            self.fake.requests.append(RecordedRequest(request.method, request.target, {}))
-            return json_response(500, {"errors": ["1 error occurred:\n\t* internal error\n\n"]})
-        return self.fake.handle(request)
-
-    def revocations_asked(self) -> int:
-        """Every revocation request that reached the server, answered or failed."""
-        return sum(1 for r in self.fake.requests if r.path == REVOKE_PATH)
-
-    def __enter__(self) -> VaultPkiServer:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()
 
 
 @dataclass
-class Stack:
+class Stack(RolloutStack):
     """One certificate in Key Vault behind one Application Gateway target, and the app's runtime for it."""
 
-    emulator: KeyVaultEmulator
-    clock: Clock
-    journal: InMemoryJournal
-    runtime: Runtime
-    arm_fake: ArmTargetsFake
-    arm: ArmClient
-    arm_sleep: RecordedSleep
-    topic: FakeTopic
-    listener: TlsSwitch
-    vault_pki: VaultPkiServer
-    name: str
-    old_version: str
-    old_serial: str
-    merged_at: datetime | None = None
-
-    @property
-    def client(self) -> Any:
-        return self.emulator.certificate_client(VAULT)
-
-    def renew(self) -> Outcome:
-        """A manual renewal of the certificate (forced: the seed is months from its renewal window)."""
-        self.merged_at = self.clock()
-        vault = self.runtime.settings.vaults[VAULT]
-        return renew(on_demand_request(vault, self.name, trigger="manual", force=True), self.runtime)
-
-    def check(self) -> RolloutReport:
-        """The sweep's rollout phase, then its redelivery of what is due (as the sweep runs them)."""
-        report = check_rollouts(self.runtime, [VAULT], spent=lambda: False)
-        self.deliver_due()
-        return report
-
-    def deliver_due(self) -> tuple[Delivery, ...]:
-        """One pass of the outbox over the rows due now."""
-        due = self.journal.due_outbox(self.clock().timestamp(), [VAULT])
-        return self.runtime.deliverer().send(due)
-
     def rollout(self) -> Rollout:
-        assert self.runtime.rollouts is not None
-        row = self.runtime.rollouts.get(VAULT, self.name, "edge")
+        row = super().rollout()
         assert row is not None
         return row
-
-    def outbox(self, prefix: str) -> list[OutboxItem]:
-        return [i for i in self.journal.outbox([VAULT]) if i.endpoint.startswith(prefix)]
-
-    def published(self) -> list[tuple[str, str]]:
-        """``(reason, message)`` of every outcome the topic accepted, in order."""
-        return [(e["data"]["reason"], e["data"]["message"]) for e in self.topic.events]
-
-    def served(self, version: str) -> ServedCertificate:
-        """What a service presents once it picked ``version`` up: that version's leaf and key, from Key Vault."""
-        return _served(self.emulator, self.client, self.name, version)
-
-    def version_properties(self, version: str) -> Any:
-        return self.client.get_certificate_version(self.name, version).properties
-
-    def assert_nothing_secret_was_kept(self) -> None:
-        """No token and no PEM body in the outbox, the rollout rows or what the topic received."""
-        assert self.runtime.rollouts is not None
-        kept = [
-            *(f"{i.payload} {i.last_error}" for i in self.journal.outbox([VAULT])),
-            *(repr(row) for row in self.runtime.rollouts.rollouts([VAULT])),
-            json.dumps(self.topic.events),
-        ]
-        for secret in (TOKEN, ARM_TOKEN, VAULT_TOKEN, "BEGIN CERTIFICATE", "PRIVATE KEY"):
-            assert not [text for text in kept if secret in text], secret
 
 
 MakeStack = Callable[..., Stack]
 
 
-def _signing_ca(files: LocalCAFiles, clock: Clock) -> LocalCA:
-    key = serialization.load_pem_private_key(files.issuing_key_path.read_bytes(), None)
-    return LocalCA(
-        ca_certificate=x509.load_pem_x509_certificate(files.issuing_cert_path.read_bytes()),
-        ca_key=key,  # type: ignore[arg-type]
-        chain=tuple(x509.load_pem_x509_certificates(files.chain_path.read_bytes())),
-        clock=clock,
-    )
-
-
-def _vault_serial(certificate: x509.Certificate) -> str:
-    serial = certificate.serial_number
-    return ":".join(f"{b:02x}" for b in serial.to_bytes((serial.bit_length() + 7) // 8, "big"))
-
-
-def _seed_through_vault_pki(client: Any, name: str, runtime: Runtime) -> tuple[str, str]:
-    """Create ``name`` in Key Vault with its leaf signed by the Vault PKI fake; its version and serial."""
-    policy = CertificatePolicy(issuer_name="Unknown", subject=f"CN={name}.corp.internal", validity_in_months=12)
-    tags = {"renewal-ca": PROFILE}
-    operation = client.begin_create_certificate(name, policy, tags=tags).result()
-    answer = runtime.adapter(runtime.settings.ca_profiles[PROFILE]).submit(
-        SigningRequest(bytes(operation.csr), VAULT, name)
-    )
-    assert isinstance(answer, Issued)
-    leaf = x509.load_pem_x509_certificate(answer.leaf_pem.encode())
-    chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in answer.chain_pem]
-    merged = client.merge_certificate(
-        name, [c.public_bytes(serialization.Encoding.DER) for c in (leaf, *chain)], tags=tags
-    )
-    return str(merged.properties.version), _vault_serial(leaf)
-
-
 @pytest.fixture
-def make_stack(shared: KeyVaultEmulator, ca_files: LocalCAFiles, tmp_path: Path) -> Iterator[MakeStack]:
+def make_stack(emulator: KeyVaultEmulator, ca_files: LocalCAFiles, tmp_path: Path) -> Iterator[MakeStack]:
     """Build a ``Stack``: ``revoke`` opts the CA profile in to retiring the superseded certificate; ``due`` moves
     the clock 340 days on after seeding, so the certificate is 25 days from expiry (inside its renewal window);
     ``emulator`` replaces the shared one (a sweep renews every certificate that is due in the vault)."""
-    opened: list[Any] = []
+    shared = emulator
+    with ExitStack() as opened:
 
-    def make(*, revoke: bool, due: bool = False, emulator: KeyVaultEmulator | None = None) -> Stack:
-        emulator = emulator or shared
-        clock = Clock(datetime.fromtimestamp(emulator.clock(), UTC))
-        vault_pki = VaultPkiServer(FakeVault(_signing_ca(ca_files, clock), root_token=VAULT_TOKEN))
-        arm_fake = ArmTargetsFake(tmp_path / "arm-tls", token=ARM_TOKEN)
-        topic = FakeTopic(emulator.state_dir, token=TOKEN)
-        for server in (vault_pki, arm_fake, topic):
-            opened.append(server.__enter__())
-        name = f"www-{uuid.uuid4().hex[:8]}"
-        profile: dict[str, object] = {"adapter": "vault", "url": vault_pki.url, "role": "web"}
-        profile["token_setting"] = "VAULT_TOKEN"
-        if revoke:
-            profile["revoke_superseded"] = True
-        environ = {
-            "RENEWAL_VAULTS": f"{VAULT}={emulator.url(VAULT)}",
-            "RENEWAL_KEYVAULT_CA_BUNDLE": str(emulator.ca_pem_path),
-            "RENEWAL_KEYVAULT_STATIC_TOKEN": TOKEN,
-            "RENEWAL_CA_PROFILES": json.dumps({PROFILE: profile}),
-            "RENEWAL_OUTCOME_TOPIC_ENDPOINT": topic.endpoint,
-            "VAULT_TOKEN": VAULT_TOKEN,
-            ARM_ENDPOINT: arm_fake.url,
-            ARM_CA_BUNDLE: str(arm_fake.tls.ca_path),
-        }
-        journal = InMemoryJournal(clock=lambda: clock().timestamp())
-        seeding = build_runtime(Settings.from_environ(environ), clock=clock, journal=journal)
-        client = emulator.certificate_client(VAULT)
-        old_version, old_serial = _seed_through_vault_pki(client, name, seeding)
-        if due:
-            clock.advance(timedelta(days=340))
-        listener = TlsSwitch(_served(emulator, client, name, old_version))
-        opened.append(listener.__enter__())
-        targets = {"edge": {"kind": "app_gateway", "resource_id": GATEWAY, "probe": f"127.0.0.1:{listener.port}"}}
-        targets["edge"]["sni"] = SNI
-        settings = Settings.from_environ({**environ, "RENEWAL_TARGETS": json.dumps(targets)})
-        arm_fake.seed(_gateway(f"{emulator.url(VAULT)}/secrets/{name}"))
-        arm_sleep = RecordedSleep()
-        arm = arm_client_from_environ(settings.environ, credential=StaticCredential(ARM_TOKEN), sleep=arm_sleep)
-        runtime = build_runtime(settings, clock=clock, journal=journal)
-        assert runtime.rollouts is not None
-        # build_runtime's own TargetSender builds its ARM client with DefaultAzureCredential and time.sleep;
-        # this one pushes through the loopback ARM with a static token and a recorded sleep.
-        pushes = TargetSender(
-            settings=settings,
-            rollouts=runtime.rollouts,
-            clock=clock,
-            build=lambda config: build_target(config, arm),
-        )
-        runtime = replace(runtime, senders={**runtime.senders, "target": pushes})
-        return Stack(
-            emulator, clock, journal, runtime, arm_fake, arm, arm_sleep, topic, listener, vault_pki, name,
-            old_version, old_serial,
-        )  # fmt: skip
+        def make(*, revoke: bool, due: bool = False, emulator: KeyVaultEmulator | None = None) -> Stack:
+            return stand_up(
+                Stack,
+                opened,
+                emulator or shared,
+                ca_files,
+                tmp_path / "arm-tls",
+                target="edge",
+                target_kind="app_gateway",
+                resource_id=GATEWAY,
+                resources=lambda secret_id, name: [_gateway(secret_id)],
+                profile_options={"revoke_superseded": True} if revoke else {},
+                age=timedelta(days=340) if due else timedelta(0),
+            )
 
-    yield make
-    for server in reversed(opened):
-        server.__exit__(None, None, None)
-
-
-def _served(emulator: KeyVaultEmulator, client: Any, name: str, version: str) -> ServedCertificate:
-    der = bytes(client.get_certificate_version(name, version).cer)
-    key = emulator.vault(VAULT).private_key_of(name, version)  # type: ignore[attr-defined]
-    return ServedCertificate(
-        certificate_pem=x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
-        der=der,
-    )
+        yield make
 
 
 def _gateway(secret_id: str) -> dict[str, Any]:

@@ -10,49 +10,21 @@ a recorded sleep, so nothing sleeps and the clock is the test's.
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.keyvault.certificates import CertificatePolicy
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from devstack.keyvault import KeyVaultEmulator
-from devstack.localca import LocalCAFiles, create_local_ca
-from renewal.ca import Issued, SigningRequest
-from renewal.ca.local import LocalCA
-from renewal.flow.renew import renew
-from renewal.flow.rollout import RolloutReport, check_rollouts
-from renewal.flow.runtime import Runtime, build_runtime
-from renewal.outcome import Delivery, Outcome
-from renewal.pure.intake import on_demand_request
-from renewal.pure.rollout import Rollout, RolloutState
-from renewal.settings import Settings
-from renewal.shells.arm import ArmClient
-from renewal.shells.journal import OutboxItem
-from renewal.targets import ARM_CA_BUNDLE, ARM_ENDPOINT, PICKUP_DEADLINES, arm_client_from_environ
-from renewal.testing import InMemoryJournal
-from tests.fakes.arm_targets import ArmTargetsFake
-from tests.fakes.eventgrid_topic import FakeTopic
-from tests.fakes.loopback import LoopbackServer
-from tests.fakes.tls_switch import ServedCertificate, TlsSwitch
-from tests.fakes.vault_pki import FakeVault
-from tests.rollout.conftest import Clock
-from tests.targets.conftest import RecordedSleep, StaticCredential
+from devstack.localca import LocalCAFiles
+from renewal.pure.rollout import RolloutState
+from renewal.targets import PICKUP_DEADLINES
+from tests.integration.rollout_stack import SNI, VAULT, RolloutStack, stand_up
 
-VAULT = "kv1"
-TOKEN = "rollout-kinds-keyvault-token"
-ARM_TOKEN = "rollout-kinds-arm-token"
-VAULT_TOKEN = "hvs.rollout-kinds-vault-token"
-PROFILE = "corp-vault"
-SNI = "www.corp.internal"
 TARGET = "front"
 GROUP = "/subscriptions/00000000-0000-0000-0000-0000000000e3/resourceGroups/apps-rg/providers"
 APIM = f"{GROUP}/Microsoft.ApiManagement/service/corp-apim"
@@ -204,70 +176,11 @@ class LiveKeyVault(dict[str, str]):
         return bytes(self._client.get_certificate(name).properties.x509_thumbprint).hex()
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyVaultEmulator]:
-    """The emulator every test shares (each seeds its own certificate)."""
-    with KeyVaultEmulator(state_dir=tmp_path_factory.mktemp("kv"), vaults=[VAULT], tick_interval=None) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def ca_files(tmp_path_factory: pytest.TempPathFactory) -> LocalCAFiles:
-    return create_local_ca(tmp_path_factory.mktemp("ca"))
-
-
 @dataclass
-class Stack:
+class Stack(RolloutStack):
     """One certificate in Key Vault behind one target of ``kind``, and the app's runtime for it."""
 
     kind: Kind
-    emulator: KeyVaultEmulator
-    clock: Clock
-    journal: InMemoryJournal
-    runtime: Runtime
-    arm_fake: ArmTargetsFake
-    arm: ArmClient
-    arm_sleep: RecordedSleep
-    topic: FakeTopic
-    listener: TlsSwitch
-    name: str
-    old_version: str
-    merged_at: datetime | None = None
-
-    @property
-    def client(self) -> Any:
-        return self.emulator.certificate_client(VAULT)
-
-    def renew(self) -> Outcome:
-        """A manual renewal of the certificate (forced: the seed is months from its renewal window)."""
-        self.merged_at = self.clock()
-        vault = self.runtime.settings.vaults[VAULT]
-        return renew(on_demand_request(vault, self.name, trigger="manual", force=True), self.runtime)
-
-    def check(self) -> RolloutReport:
-        """The sweep's rollout phase, then its redelivery of what is due."""
-        report = check_rollouts(self.runtime, [VAULT], spent=lambda: False)
-        self.deliver_due()
-        return report
-
-    def deliver_due(self) -> tuple[Delivery, ...]:
-        due = self.journal.due_outbox(self.clock().timestamp(), [VAULT])
-        return self.runtime.deliverer().send(due)
-
-    def rollout(self) -> Rollout | None:
-        assert self.runtime.rollouts is not None
-        return self.runtime.rollouts.get(VAULT, self.name, TARGET)
-
-    def outbox(self, prefix: str) -> list[OutboxItem]:
-        return [i for i in self.journal.outbox([VAULT]) if i.endpoint.startswith(prefix)]
-
-    def published(self, reason: str) -> list[str]:
-        """The message of every outcome with ``reason`` the topic accepted, in order."""
-        return [e["data"]["message"] for e in self.topic.events if e["data"]["reason"] == reason]
-
-    def served(self, version: str) -> ServedCertificate:
-        """What the service presents once it picked ``version`` up: that version's leaf and key, from Key Vault."""
-        return _served(self.emulator, self.client, self.name, version)
 
     def arm_requests(self) -> list[tuple[str, str]]:
         """``(method, path)`` of every request ARM received, polls of an operation as ``/locations/*``."""
@@ -275,111 +188,34 @@ class Stack:
             (r.method, "/locations/*" if r.path.startswith("/locations/") else r.path) for r in self.arm_fake.requests
         ]
 
-    def assert_nothing_secret_was_kept(self) -> None:
-        """No token and no PEM body in the outbox, the rollout rows or what the topic received."""
-        assert self.runtime.rollouts is not None
-        kept = [
-            *(f"{i.payload} {i.last_error}" for i in self.journal.outbox([VAULT])),
-            *(repr(row) for row in self.runtime.rollouts.rollouts([VAULT])),
-            json.dumps(self.topic.events),
-        ]
-        for secret in (TOKEN, ARM_TOKEN, VAULT_TOKEN, "BEGIN CERTIFICATE", "PRIVATE KEY"):
-            assert not [text for text in kept if secret in text], secret
-
 
 MakeStack = Callable[..., Stack]
 
 
-def _signing_ca(files: LocalCAFiles, clock: Clock) -> LocalCA:
-    key = serialization.load_pem_private_key(files.issuing_key_path.read_bytes(), None)
-    return LocalCA(
-        ca_certificate=x509.load_pem_x509_certificate(files.issuing_cert_path.read_bytes()),
-        ca_key=key,  # type: ignore[arg-type]
-        chain=tuple(x509.load_pem_x509_certificates(files.chain_path.read_bytes())),
-        clock=clock,
-    )
-
-
-def _seed(client: Any, name: str, runtime: Runtime, curve: str | None) -> str:
-    """Create ``name`` in Key Vault (RSA, or EC on ``curve``) with its leaf signed through the CA profile; its
-    version."""
-    key: dict[str, Any] = {"key_type": "EC", "key_curve_name": curve} if curve else {}
-    policy = CertificatePolicy(issuer_name="Unknown", subject=f"CN={name}.corp.internal", validity_in_months=12, **key)
-    tags = {"renewal-ca": PROFILE}
-    operation = client.begin_create_certificate(name, policy, tags=tags).result()
-    answer = runtime.adapter(runtime.settings.ca_profiles[PROFILE]).submit(
-        SigningRequest(bytes(operation.csr), VAULT, name)
-    )
-    assert isinstance(answer, Issued)
-    chain = [answer.leaf_pem, *answer.chain_pem]
-    ders = [x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER) for pem in chain]
-    return str(client.merge_certificate(name, ders, tags=tags).properties.version)
-
-
-def _served(emulator: KeyVaultEmulator, client: Any, name: str, version: str) -> ServedCertificate:
-    der = bytes(client.get_certificate_version(name, version).cer)
-    key = emulator.vault(VAULT).private_key_of(name, version)  # type: ignore[attr-defined]
-    return ServedCertificate(
-        certificate_pem=x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
-        der=der,
-    )
-
-
 @pytest.fixture
-def make_stack(shared: KeyVaultEmulator, ca_files: LocalCAFiles, tmp_path: Path) -> Iterator[MakeStack]:
+def make_stack(emulator: KeyVaultEmulator, ca_files: LocalCAFiles, tmp_path: Path) -> Iterator[MakeStack]:
     """Build a ``Stack`` for a kind (its name in ``KINDS``); ``curve`` makes the certificate EC on that curve."""
     with ExitStack() as opened:
-        yield _stack_maker(shared, ca_files, tmp_path, opened)
 
+        def make(kind_name: str, *, curve: str | None = None) -> Stack:
+            kind = KINDS[kind_name]
+            stack = stand_up(
+                Stack,
+                opened,
+                emulator,
+                ca_files,
+                tmp_path / "arm-tls",
+                target=TARGET,
+                target_kind=kind.kind,
+                resource_id=kind.resource_id,
+                resources=kind.resources,
+                curve=curve,
+                kind=kind,
+            )
+            stack.arm_fake.key_vault = LiveKeyVault(stack.client)
+            return stack
 
-def _stack_maker(shared: KeyVaultEmulator, ca_files: LocalCAFiles, tmp_path: Path, opened: ExitStack) -> MakeStack:
-    def make(kind_name: str, *, curve: str | None = None) -> Stack:
-        kind = KINDS[kind_name]
-        emulator = shared
-        clock = Clock(datetime.fromtimestamp(emulator.clock(), UTC))
-        vault_pki = FakeVault(_signing_ca(ca_files, clock), root_token=VAULT_TOKEN)
-        arm_fake = ArmTargetsFake(tmp_path / "arm-tls", token=ARM_TOKEN)
-        topic = FakeTopic(emulator.state_dir, token=TOKEN)
-        vault_server = LoopbackServer(vault_pki.handle)
-        vault_server.start()
-        opened.callback(vault_server.stop)
-        opened.enter_context(arm_fake)
-        opened.enter_context(topic)
-        name = f"www-{uuid.uuid4().hex[:8]}"
-        profile = {"adapter": "vault", "url": vault_server.url, "role": "web", "token_setting": "VAULT_TOKEN"}
-        environ = {
-            "RENEWAL_VAULTS": f"{VAULT}={emulator.url(VAULT)}",
-            "RENEWAL_KEYVAULT_CA_BUNDLE": str(emulator.ca_pem_path),
-            "RENEWAL_KEYVAULT_STATIC_TOKEN": TOKEN,
-            "RENEWAL_CA_PROFILES": json.dumps({PROFILE: profile}),
-            "RENEWAL_OUTCOME_TOPIC_ENDPOINT": topic.endpoint,
-            "VAULT_TOKEN": VAULT_TOKEN,
-            ARM_ENDPOINT: arm_fake.url,
-            ARM_CA_BUNDLE: str(arm_fake.tls.ca_path),
-        }
-        journal = InMemoryJournal(clock=lambda: clock().timestamp())
-        seeding = build_runtime(Settings.from_environ(environ), clock=clock, journal=journal)
-        client = emulator.certificate_client(VAULT)
-        old_version = _seed(client, name, seeding, curve)
-        listener = TlsSwitch(_served(emulator, client, name, old_version))
-        opened.enter_context(listener)
-        target = {"kind": kind.kind, "resource_id": kind.resource_id, "probe": f"127.0.0.1:{listener.port}", "sni": SNI}
-        settings = Settings.from_environ({**environ, "RENEWAL_TARGETS": json.dumps({TARGET: target})})
-        for resource in kind.resources(f"{emulator.url(VAULT)}/secrets/{name}", name):
-            arm_fake.seed(resource)
-        arm_fake.key_vault = LiveKeyVault(client)
-        arm_sleep = RecordedSleep()
-        arm = arm_client_from_environ(settings.environ, credential=StaticCredential(ARM_TOKEN), sleep=arm_sleep)
-        runtime = build_runtime(settings, clock=clock, journal=journal, arm=arm)
-        assert runtime.rollouts is not None
-        return Stack(
-            kind, emulator, clock, journal, runtime, arm_fake, arm, arm_sleep, topic, listener, name, old_version
-        )
-
-    return make
+        yield make
 
 
 @pytest.mark.parametrize("kind_name", sorted(KINDS))
@@ -426,11 +262,11 @@ def test_a_renewal_is_pushed_to_the_service_seen_served_and_announced_complete_o
     row = stack.rollout()
     assert row is not None
     assert row.state is RolloutState.SERVING
-    (complete,) = stack.published("rollout_complete")
+    (complete,) = stack.published_messages("rollout_complete")
     assert TARGET in complete
 
     assert stack.check().announced == []
-    assert len(stack.published("rollout_complete")) == 1
+    assert len(stack.published_messages("rollout_complete")) == 1
     assert stack.listener.server_names == [SNI] * 2
     assert stack.arm.requests_sent == requests_per_push
 
@@ -466,13 +302,13 @@ def test_a_service_that_never_serves_the_new_version_is_stalled_exactly_at_its_k
     row = stack.rollout()
     assert row is not None
     assert row.state is RolloutState.STALLED
-    (stalled,) = stack.published("rollout_stalled")
+    (stalled,) = stack.published_messages("rollout_stalled")
     assert f"{TARGET} (serves {stack.served(stack.old_version).thumbprint})" in stalled
 
     stack.clock.advance(timedelta(hours=1))
     assert stack.check().announced == []
-    assert len(stack.published("rollout_stalled")) == 1
-    assert stack.published("rollout_complete") == []
+    assert len(stack.published_messages("rollout_stalled")) == 1
+    assert stack.published_messages("rollout_complete") == []
 
 
 def test_container_apps_refuse_a_p384_certificate_at_once_and_nothing_is_pushed(make_stack: MakeStack) -> None:
@@ -494,7 +330,7 @@ def test_container_apps_refuse_a_p384_certificate_at_once_and_nothing_is_pushed(
 
     stack.clock.advance(timedelta(hours=1))
     stack.check()
-    (dead,) = stack.published("delivery_dead_lettered")
+    (dead,) = stack.published_messages("delivery_dead_lettered")
     assert f"target:{TARGET}" in dead
-    assert stack.published("rollout_complete") == stack.published("rollout_stalled") == []
+    assert stack.published_messages("rollout_complete") == stack.published_messages("rollout_stalled") == []
     stack.assert_nothing_secret_was_kept()

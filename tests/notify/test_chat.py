@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -41,18 +40,6 @@ RENEWED = Outcome(
     trigger="event_grid",
 )
 EVERYTHING = ["renewed", "failed", "at_risk", "dead_letter", "recovered"]
-
-
-@pytest.fixture
-def teams() -> Iterator[FakeTeamsWorkflow]:
-    with FakeTeamsWorkflow() as fake:
-        yield fake
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlackWebhook]:
-    with FakeSlackWebhook() as fake:
-        yield fake
 
 
 def environ_for(teams_url: str, slack_url: str) -> dict[str, str]:

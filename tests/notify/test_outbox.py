@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from renewal.flow.deliveries import Deliverer
 from renewal.notify import NotifierSender, announces_dead_letter, notifications_for, parse_notifiers
@@ -18,6 +15,7 @@ from renewal.shells.journal import OutboxItem
 from renewal.shells.webhooks import WebhookSender
 from renewal.testing import InMemoryJournal
 from tests.fakes.chat_webhooks import FakeSlackWebhook, FakeTeamsWorkflow, slack_error
+from tests.fakes.loopback import Response
 
 START = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 FAILED = Outcome(
@@ -45,18 +43,6 @@ class Clock:
 
     def advance(self, delta: timedelta) -> None:
         self.now += delta
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlackWebhook]:
-    with FakeSlackWebhook() as fake:
-        yield fake
-
-
-@pytest.fixture
-def teams() -> Iterator[FakeTeamsWorkflow]:
-    with FakeTeamsWorkflow() as fake:
-        yield fake
 
 
 class Stack:
@@ -108,13 +94,17 @@ class Stack:
         now = self.clock.seconds()
         self.deliverer.send([i for i in self.journal.outbox() if i.status == "pending" and i.next_attempt_at <= now])
 
+    def first_sweep(self, slack: FakeSlackWebhook, answer: Response) -> None:
+        """Queue ``FAILED`` to both notifiers and sweep once, Slack answering ``answer``."""
+        self.queue(FAILED)
+        slack.script(answer)
+        self.sweep()
+
 
 def test_a_failing_slack_is_retried_later_and_then_delivered(slack: FakeSlackWebhook, teams: FakeTeamsWorkflow) -> None:
     """A 500 keeps the row with a later attempt time; the next sweep after it sends the same row again."""
     stack = Stack(slack, teams)
-    stack.queue(FAILED)
-    slack.script(slack_error(500, "rollup_error"))
-    stack.sweep()
+    stack.first_sweep(slack, slack_error(500, "rollup_error"))
     waiting = stack.row("notify:ops-slack")
     assert (waiting.status, waiting.attempts) == ("pending", 1)
     assert waiting.next_attempt_at > stack.clock.seconds()
@@ -138,18 +128,14 @@ def test_slack_throttling_pushes_the_next_attempt_past_its_retry_after(
 ) -> None:
     """The outbox waits at least as long as Slack asked."""
     stack = Stack(slack, teams)
-    stack.queue(FAILED)
-    slack.script(slack_error(429, "rate_limited", retry_after="900"))
-    stack.sweep()
+    stack.first_sweep(slack, slack_error(429, "rate_limited", retry_after="900"))
     assert stack.row("notify:ops-slack").next_attempt_at >= stack.clock.seconds() + 900
 
 
 def test_an_archived_slack_channel_is_dead_lettered_at_once(slack: FakeSlackWebhook, teams: FakeTeamsWorkflow) -> None:
     """410 ``channel_is_archived`` cannot get better by waiting: the row is dead at the first attempt."""
     stack = Stack(slack, teams)
-    stack.queue(FAILED)
-    slack.script(slack_error(410, "channel_is_archived"))
-    stack.sweep()
+    stack.first_sweep(slack, slack_error(410, "channel_is_archived"))
     dead = stack.row("notify:ops-slack")
     assert (dead.status, dead.attempts) == ("dead", 1)
     assert dead.last_error is not None

@@ -1,14 +1,20 @@
-"""Shared pieces of the rollout tests: a clock the test moves, and a rollout row to start from."""
+"""Shared pieces of the rollout tests: a clock the test moves, a rollout row to start from, an endpoint that
+switches certificates, and the Key Vault emulator and local CA the tests against the emulator (here and in
+``tests/integration``) share."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devstack.keyvault import KeyVaultEmulator
+from devstack.localca import LocalCAFiles, create_local_ca
 from renewal.ca import Issued, Pending, SigningRequest
 from renewal.pure.rollout import Rollout, pushed
+from tests.fakes.tls_switch import ServedCertificate, TlsSwitch, served_certificate
 
 
 @dataclass
@@ -27,6 +33,18 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyVaultEmulator]:
+    """The emulator every test of a module shares (each seeds its own certificate)."""
+    with KeyVaultEmulator(state_dir=tmp_path_factory.mktemp("kv"), vaults=["kv1"], tick_interval=None) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def ca_files(tmp_path_factory: pytest.TempPathFactory) -> LocalCAFiles:
+    return create_local_ca(tmp_path_factory.mktemp("ca"))
 
 
 def a_rollout(
@@ -82,3 +100,20 @@ class NonRevokingCA:
 
     def submit(self, request: SigningRequest) -> Issued | Pending:
         raise AssertionError("the rollout tests issue nothing")
+
+
+@pytest.fixture(scope="module")
+def old() -> ServedCertificate:
+    return served_certificate("old.corp.internal")
+
+
+@pytest.fixture(scope="module")
+def new() -> ServedCertificate:
+    return served_certificate("new.corp.internal")
+
+
+@pytest.fixture
+def switching(old: ServedCertificate) -> Iterator[TlsSwitch]:
+    """An endpoint serving the old certificate until the test switches it."""
+    with TlsSwitch(old) as server:
+        yield server

@@ -3,61 +3,44 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 
 from renewal.errors import PermanentError, RetryableError
 from renewal.shells.probe import probe
 from renewal.targets import ProbeEndpoint
-from tests.fakes.tls_switch import ServedCertificate, TlsSwitch, served_certificate
-
-
-@pytest.fixture(scope="module")
-def old() -> ServedCertificate:
-    return served_certificate("old.corp.internal")
-
-
-@pytest.fixture(scope="module")
-def new() -> ServedCertificate:
-    return served_certificate("new.corp.internal")
-
-
-@pytest.fixture
-def endpoint(old: ServedCertificate) -> Iterator[TlsSwitch]:
-    with TlsSwitch(old) as server:
-        yield server
+from tests.fakes.tls_switch import ServedCertificate, TlsSwitch
 
 
 def test_the_probe_returns_the_thumbprint_of_the_certificate_presented(
-    endpoint: TlsSwitch, old: ServedCertificate
+    switching: TlsSwitch, old: ServedCertificate
 ) -> None:
     """The probe answers the lowercase hex SHA-1 of the leaf the endpoint presents, chain unchecked."""
-    assert probe(ProbeEndpoint("127.0.0.1", endpoint.port, sni="app.corp.internal"), timeout=5) == old.thumbprint
+    assert probe(ProbeEndpoint("127.0.0.1", switching.port, sni="app.corp.internal"), timeout=5) == old.thumbprint
 
 
 def test_the_probe_sees_the_new_certificate_once_the_endpoint_switches(
-    endpoint: TlsSwitch, old: ServedCertificate, new: ServedCertificate
+    switching: TlsSwitch, old: ServedCertificate, new: ServedCertificate
 ) -> None:
     """A switch takes effect on the next handshake: the probe sees the old, then the new thumbprint."""
-    target = ProbeEndpoint("127.0.0.1", endpoint.port, sni="app.corp.internal")
+    target = ProbeEndpoint("127.0.0.1", switching.port, sni="app.corp.internal")
     assert probe(target, timeout=5) == old.thumbprint
-    endpoint.switch_to(new)
+    switching.switch_to(new)
     assert probe(target, timeout=5) == new.thumbprint
     assert new.thumbprint != old.thumbprint
 
 
-def test_the_probe_sends_the_configured_sni_name(endpoint: TlsSwitch) -> None:
+def test_the_probe_sends_the_configured_sni_name(switching: TlsSwitch) -> None:
     """The SNI name is the configured one (lower-cased), so a shared front end picks the right listener."""
-    probe(ProbeEndpoint("127.0.0.1", endpoint.port, sni="App.Corp.Internal"), timeout=5)
-    assert endpoint.server_names == ["app.corp.internal"]
+    probe(ProbeEndpoint("127.0.0.1", switching.port, sni="App.Corp.Internal"), timeout=5)
+    assert switching.server_names == ["app.corp.internal"]
 
 
-def test_the_probe_sends_the_host_as_sni_when_none_is_configured(endpoint: TlsSwitch) -> None:
+def test_the_probe_sends_the_host_as_sni_when_none_is_configured(switching: TlsSwitch) -> None:
     """Without an SNI name the host name is sent; an IP address host sends none (RFC 6066 §3)."""
-    probe(ProbeEndpoint("localhost", endpoint.port), timeout=5)
-    probe(ProbeEndpoint("127.0.0.1", endpoint.port), timeout=5)
-    assert endpoint.server_names == ["localhost", None]
+    probe(ProbeEndpoint("localhost", switching.port), timeout=5)
+    probe(ProbeEndpoint("127.0.0.1", switching.port), timeout=5)
+    assert switching.server_names == ["localhost", None]
 
 
 def test_an_endpoint_that_refuses_connections_is_a_retryable_error() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from devstack.keyvault import KeyVaultEmulator
-from devstack.localca import LocalCAFiles, create_local_ca
+from devstack.localca import LocalCAFiles
 from devstack.seed import seed_certificate
 from renewal.ca import CAProfile
 from renewal.errors import ConfigurationError, PermanentError, RetryableError
@@ -33,17 +32,6 @@ from tests.rollout.conftest import Clock, FakeCA, NonRevokingCA, a_rollout
 
 VAULT = "kv1"
 TOKEN = "retire-token"
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyVaultEmulator]:
-    with KeyVaultEmulator(state_dir=tmp_path_factory.mktemp("kv"), vaults=[VAULT], tick_interval=None) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def ca_files(tmp_path_factory: pytest.TempPathFactory) -> LocalCAFiles:
-    return create_local_ca(tmp_path_factory.mktemp("ca"))
 
 
 @dataclass

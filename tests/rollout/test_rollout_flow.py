@@ -20,7 +20,7 @@ from renewal.shells.journal import OutboxItem
 from renewal.shells.rollouts import InMemoryRollouts
 from renewal.targets import NewVersion, ProbeEndpoint, PushResult, TargetConfig
 from renewal.testing import InMemoryJournal
-from tests.fakes.tls_switch import ServedCertificate, TlsSwitch, served_certificate
+from tests.fakes.tls_switch import ServedCertificate, TlsSwitch
 from tests.rollout.conftest import Clock, FakeCA, NonRevokingCA
 
 VAULT_URL = "https://127.0.0.1:1"
@@ -111,23 +111,6 @@ def config(name: str, *, port: int | None = None, tag: tuple[str, str] | None = 
     probe = ProbeEndpoint("127.0.0.1", port, sni="www.corp.internal") if port is not None else None
     resource = f"/subscriptions/0/resourceGroups/net/providers/Microsoft.Network/applicationGateways/{name}"
     return TargetConfig(name, "app_gateway", resource, probe, tag, None)
-
-
-@pytest.fixture(scope="module")
-def old() -> ServedCertificate:
-    return served_certificate("old.corp.internal")
-
-
-@pytest.fixture(scope="module")
-def new() -> ServedCertificate:
-    return served_certificate("new.corp.internal")
-
-
-@pytest.fixture
-def switching(old: ServedCertificate) -> Iterator[TlsSwitch]:
-    """An endpoint serving the old certificate until the test switches it."""
-    with TlsSwitch(old) as server:
-        yield server
 
 
 @pytest.fixture

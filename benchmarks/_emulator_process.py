@@ -5,6 +5,7 @@ Key Vault share nothing in Azure."""
 from __future__ import annotations
 
 import multiprocessing
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +48,8 @@ def _serve(connection: Any, state_dir: str, vaults: list[str], ca_dir: str) -> N
                 if not arguments:
                     emulator.throttle.disable()
                 connection.send(limits)
+            elif command == "cpu":
+                connection.send(time.process_time())
             elif command == "clear_log":
                 emulator.request_log.clear()
                 connection.send(None)

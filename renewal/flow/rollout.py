@@ -331,7 +331,7 @@ def check_rollouts(
     look = prober or (lambda endpoint: probe(endpoint, timeout=PROBE_TIMEOUT))
     report = RolloutReport()
     by_certificate: dict[tuple[str, str], list[Rollout]] = defaultdict(list)
-    for row in store.rollouts(list(vault_names)):
+    for row in store.unsettled(list(vault_names)):
         by_certificate[(row.vault_name.lower(), row.certificate_name.lower())].append(row)
     for rows in by_certificate.values():
         if spent():
@@ -375,16 +375,21 @@ def _follow(runtime: Runtime, store: RolloutStore, rows: list[Rollout], look: Pr
         logger.error("retirement options unusable ca_profile=%s error=%s", profile, exc.message)
         opted_in = False
     due = announcements_due(progress, retire=opted_in)
-    if not due:
-        return
-    outbox = [item for announcement in due for item in _announcement(runtime, current, progress, announcement)]
-    first = current[0]
-    marked = replace(first, announced=(*first.announced, *due))
-    if store.save(marked, outbox=outbox) is None:
-        return
-    version = f"{first.vault_name}/{first.certificate_name}/{first.version}"
-    report.announced.extend(f"{version}: {announcement}" for announcement in due)
-    report.retirements += ANNOUNCE_RETIRE in due
+    if due:
+        outbox = [item for announcement in due for item in _announcement(runtime, current, progress, announcement)]
+        first = current[0]
+        marked = store.save(replace(first, announced=(*first.announced, *due)), outbox=outbox)
+        if marked is None:
+            return
+        current[0] = marked
+        version = f"{first.vault_name}/{first.certificate_name}/{first.version}"
+        report.announced.extend(f"{version}: {announcement}" for announcement in due)
+        report.retirements += ANNOUNCE_RETIRE in due
+    if progress.complete:
+        # Complete and announced (the retirement too, when it was due): nothing can change for this version any
+        # more, so later sweeps need not read it. A new push writes a fresh, unsettled row.
+        for row in current:
+            store.save(replace(row, settled=True))
 
 
 def _announcement(runtime: Runtime, rows: list[Rollout], progress: Progress, announcement: str) -> list[OutboxItem]:

@@ -99,6 +99,9 @@ class Rollout:
     seen_thumbprint: str | None = None
     last_error: str | None = None
     announced: tuple[str, ...] = ()
+    # Nothing is left to do for this version: every target serves it (or had its time), and what was due was
+    # announced. The sweep reads only unsettled rows, so its cost does not grow with finished rollouts.
+    settled: bool = False
     etag: str | None = field(default=None, compare=False)
 
     @property

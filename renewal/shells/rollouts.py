@@ -52,6 +52,8 @@ class RolloutStore(Protocol):
 
     def rollouts(self, vault_names: Iterable[str] | None = None) -> list[Rollout]: ...
 
+    def unsettled(self, vault_names: Iterable[str] | None = None) -> list[Rollout]: ...
+
     def save(self, rollout: Rollout, *, outbox: Sequence[OutboxItem] = ()) -> Rollout | None: ...
 
 
@@ -86,10 +88,21 @@ class TableRollouts:
         Raises:
             RetryableError: storage is unavailable.
         """
+        return self._query(vault_names, unsettled=False)
+
+    def unsettled(self, vault_names: Iterable[str] | None = None) -> list[Rollout]:
+        """The rollout rows with something left to do (a server-side filter: settled rows are not read).
+
+        Raises:
+            RetryableError: storage is unavailable.
+        """
+        return self._query(vault_names, unsettled=True)
+
+    def _query(self, vault_names: Iterable[str] | None, *, unsettled: bool) -> list[Rollout]:
         low, high = _prefix_range(_ROLLOUT)
         found: list[Rollout] = []
         for partition in _partitions(vault_names):
-            query = "RowKey ge @low and RowKey lt @high"
+            query = "RowKey ge @low and RowKey lt @high" + (" and settled eq false" if unsettled else "")
             parameters: dict[str, Any] = {"low": low, "high": high}
             if partition is not None:
                 query = "PartitionKey eq @pk and " + query
@@ -169,6 +182,10 @@ class InMemoryRollouts:
             rows = sorted(self._rows.items())
         return [_rollout_from(*stored) for (pk, _), stored in rows if wanted is None or pk in wanted]
 
+    def unsettled(self, vault_names: Iterable[str] | None = None) -> list[Rollout]:
+        """As ``TableRollouts.unsettled``."""
+        return [row for row in self.rollouts(vault_names) if not row.settled]
+
     def save(self, rollout: Rollout, *, outbox: Sequence[OutboxItem] = ()) -> Rollout | None:
         """As ``TableRollouts.save``."""
         _check_outbox(rollout, outbox)
@@ -224,6 +241,7 @@ def _rollout_entity(rollout: Rollout) -> dict[str, Any]:
         "seen_thumbprint": rollout.seen_thumbprint or "",
         "last_error": rollout.last_error or "",
         "announced": ",".join(rollout.announced),
+        "settled": rollout.settled,
     }
     checked = _moment(rollout.checked_at)
     if checked is not None:
@@ -264,6 +282,7 @@ def _rollout_from(entity: Mapping[str, Any], etag: str | None) -> Rollout:
         seen_thumbprint=text("seen_thumbprint"),
         last_error=text("last_error"),
         announced=tuple(a for a in str(entity.get("announced") or "").split(",") if a),
+        settled=bool(entity.get("settled", False)),
         etag=etag,
     )
 

@@ -270,6 +270,35 @@ def test_a_target_that_switches_becomes_serving_and_the_rollout_is_announced_com
     assert switching.server_names.count("www.corp.internal") == 2
 
 
+def test_a_finished_rollout_is_settled_and_later_sweeps_read_it_no_more(
+    clock: Clock, switching: TlsSwitch, new: ServedCertificate
+) -> None:
+    """Served and announced: the rows are settled, so the sweep's cost does not grow with finished rollouts."""
+    world = make_world(clock, (config("edge", port=switching.port),), revoke=False)
+    push_all(world, world.queue(thumbprint=new.thumbprint))
+    switching.switch_to(new)
+    assert world.sweep().announced == ["kv1/web/v2: rollout_complete"]
+
+    assert world.rollouts.unsettled(["kv1"]) == []
+    row = world.rollouts.get("kv1", "web", "edge")
+    assert row is not None
+    assert (row.state, row.settled) == (RolloutState.SERVING, True)
+    report = world.sweep()
+    assert (report.probed, report.announced) == (0, [])
+
+
+def test_a_stalled_rollout_stays_unsettled_and_is_probed_again(
+    clock: Clock, never: TlsSwitch, new: ServedCertificate
+) -> None:
+    world = make_world(clock, (config("edge", port=never.port),), revoke=False)
+    push_all(world, world.queue(thumbprint=new.thumbprint))
+    clock.advance(timedelta(minutes=16))
+    assert world.sweep().stalled == 1
+
+    assert [row.state for row in world.rollouts.unsettled(["kv1"])] == [RolloutState.STALLED]
+    assert world.sweep().probed == 1
+
+
 def test_a_target_that_never_switches_is_stalled_at_its_deadline_and_announced_once(
     clock: Clock, never: TlsSwitch, switching: TlsSwitch, new: ServedCertificate, old: ServedCertificate
 ) -> None:

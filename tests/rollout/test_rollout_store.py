@@ -113,3 +113,14 @@ def test_rows_are_listed_per_vault(stores: tuple[RolloutStore, RenewalJournal]) 
     store.save(a_rollout(vault_name="kv2", now=a_rollout().pushed_at + timedelta(seconds=1)))
     assert [row.vault_name for row in store.rollouts(["kv2"])] == ["kv2"]
     assert len(store.rollouts()) == 2
+
+
+def test_only_unsettled_rows_are_read_for_the_sweep(stores: tuple[RolloutStore, RenewalJournal]) -> None:
+    """A settled row is left out by the store itself (a server-side filter in Table Storage), not after reading."""
+    store, _ = stores
+    waiting = store.save(a_rollout(target="edge", targets=("edge", "api")))
+    done = store.save(replace(a_rollout(certificate_name="api", target="api"), settled=True))
+    assert waiting is not None
+    assert done is not None
+    assert [row.certificate_name for row in store.unsettled(["kv1"])] == ["web"]
+    assert {row.certificate_name for row in store.rollouts(["kv1"])} == {"web", "api"}

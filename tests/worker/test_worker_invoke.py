@@ -115,12 +115,28 @@ def test_event_grid_invocation_builds_the_event_and_runs_the_app(
     functions: dict[str, Any], outcomes: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A near-expiry event for a vault outside RENEWAL_VAULTS goes through load and invoke and is skipped."""
+    # Event Grid posts an array; the host invokes the function once per element, with that element as JSON text.
+    (event,) = json.loads((EVENTS_DIR / "near-expiry.eventgrid.json").read_text())
+    response = _invoke_event_function(functions, monkeypatch, event, "3b8e1c2a-0000-4000-8000-000000000001")
+
+    assert response.result.status == HostProtos.StatusResult.Success, response.result.exception
+    assert response.output_data == []
+    assert response.return_value is None
+    assert [(o["status"], o["reason"], o["vault_name"]) for o in outcomes] == [
+        ("skipped", "vault_not_allowed", "sample-kv")
+    ]
+
+
+def _invoke_event_function(
+    functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch, event: dict[str, Any], invocation_id: str
+) -> Any:
+    """Load the Key Vault event function in the worker and invoke it with ``event``, as the host would, for a vault
+    outside RENEWAL_VAULTS (a skipped event never reaches the journal: nothing listens at its storage)."""
     import azure_functions_runtime as worker
 
     for setting in ("RENEWAL_CA_PROFILES", "RENEWAL_DEFAULT_CA_PROFILE", "RENEWAL_WEBHOOKS"):
         monkeypatch.delenv(setting, raising=False)
     monkeypatch.setenv("RENEWAL_VAULTS", "other-kv=https://other-kv.vault.azure.net")
-    # The journal's storage as `func start` has it; a skipped event never reaches the journal (nothing listens).
     monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
     function_id = functions[EVENT_FUNCTION].function_id
     loaded = asyncio.run(
@@ -129,11 +145,8 @@ def test_event_grid_invocation_builds_the_event_and_runs_the_app(
         )
     )
     assert loaded.result.status == HostProtos.StatusResult.Success
-
-    # Event Grid posts an array; the host invokes the function once per element, with that element as JSON text.
-    (event,) = json.loads((EVENTS_DIR / "near-expiry.eventgrid.json").read_text())
     invocation = request(
-        invocation_id="3b8e1c2a-0000-4000-8000-000000000001",
+        invocation_id=invocation_id,
         function_id=function_id,
         input_data=[HostProtos.ParameterBinding(name="event", data=typed_json(event))],
         trigger_metadata={
@@ -143,14 +156,7 @@ def test_event_grid_invocation_builds_the_event_and_runs_the_app(
         trace_context=HostProtos.RpcTraceContext(trace_parent="", trace_state="", attributes={}),
         retry_context=HostProtos.RetryContext(retry_count=0, max_retry_count=0, exception=None),
     )
-    response = asyncio.run(worker.invocation_request(request(request=request(invocation_request=invocation))))
-
-    assert response.result.status == HostProtos.StatusResult.Success, response.result.exception
-    assert response.output_data == []
-    assert response.return_value is None
-    assert [(o["status"], o["reason"], o["vault_name"]) for o in outcomes] == [
-        ("skipped", "vault_not_allowed", "sample-kv")
-    ]
+    return asyncio.run(worker.invocation_request(request(request=request(invocation_request=invocation))))
 
 
 def _event_bodies() -> list[tuple[str, dict[str, Any]]]:
@@ -173,7 +179,6 @@ def test_event_grid_invocation_reads_both_schemas_through_the_worker_converter(
 ) -> None:
     """Each sample (Event Grid schema and CloudEvents 1.0) goes through the worker's real Event Grid converter, and
     the app reads its vault and certificate: for a vault outside RENEWAL_VAULTS it ends as vault_not_allowed."""
-    import azure_functions_runtime as worker
     from azure.functions import meta
 
     # The object the worker's converter builds from this body: a func.CloudEvent when it carries specversion.
@@ -181,30 +186,7 @@ def test_event_grid_invocation_reads_both_schemas_through_the_worker_converter(
     built = converter.decode(meta.Datum(json.dumps(event), "json"), trigger_metadata={})
     assert type(built).__name__ == ("CloudEvent" if "specversion" in event else "EventGridEvent"), sample
 
-    for setting in ("RENEWAL_CA_PROFILES", "RENEWAL_DEFAULT_CA_PROFILE", "RENEWAL_WEBHOOKS"):
-        monkeypatch.delenv(setting, raising=False)
-    monkeypatch.setenv("RENEWAL_VAULTS", "other-kv=https://other-kv.vault.azure.net")
-    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
-    function_id = functions[EVENT_FUNCTION].function_id
-    loaded = asyncio.run(
-        worker.function_load_request(
-            request(request=request(function_load_request=request(function_id=function_id, metadata=None)))
-        )
-    )
-    assert loaded.result.status == HostProtos.StatusResult.Success
-
-    invocation = request(
-        invocation_id="3b8e1c2a-0000-4000-8000-000000000002",
-        function_id=function_id,
-        input_data=[HostProtos.ParameterBinding(name="event", data=typed_json(event))],
-        trigger_metadata={
-            "data": typed_json(event["data"]),
-            "sys": typed_json({"MethodName": EVENT_FUNCTION, "UtcNow": "2026-01-01T00:00:00Z"}),
-        },
-        trace_context=HostProtos.RpcTraceContext(trace_parent="", trace_state="", attributes={}),
-        retry_context=HostProtos.RetryContext(retry_count=0, max_retry_count=0, exception=None),
-    )
-    response = asyncio.run(worker.invocation_request(request(request=request(invocation_request=invocation))))
+    response = _invoke_event_function(functions, monkeypatch, event, "3b8e1c2a-0000-4000-8000-000000000002")
 
     assert response.result.status == HostProtos.StatusResult.Success, response.result.exception
     assert [(o["status"], o["reason"], o["vault_name"], o["certificate_name"]) for o in outcomes] == [
